@@ -1,0 +1,215 @@
+"""Canonical events: the one shape every source is turned into (DESIGN.md §2).
+
+Pydantic models are the boundary: anything arriving from outside (Kafka, JSONL) is validated
+with :func:`event_from_json`. Parsers build events with ``model_construct`` because they already
+produce the right types; validating again on the hot path would double the parse cost for no
+safety (see ``sources/``). On the wire, money is a decimal string, dates are ISO-8601, and every
+datetime is timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+# Money always travels as a decimal string ("945.00"), never as a JSON number, so no consumer
+# ever sees it as a float.
+Money = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="json")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Model):
+    """Where an event came from: enough to find the original bytes again."""
+
+    system: str
+    file: str | None = None
+    record: str | None = None
+    offset: int | None = None
+
+
+class Adjustment(_Model):
+    """One CAS reason triple (group, reason code, amount[, quantity])."""
+
+    group: str
+    reason: str
+    amount: Money
+    quantity: Decimal | None = None
+
+
+class ServiceLine(_Model):
+    procedure: str
+    charge: Money
+    paid: Money
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    balanced: bool = True
+    balance_difference: Money = Decimal(0)
+
+
+class Claim(_Model):
+    """CLP loop. ``claim_ref`` is the HMAC of CLP01 (patient control number is PHI)."""
+
+    claim_ref: str
+    status: str
+    charge: Money
+    paid: Money
+    patient_responsibility: Money | None = None
+    payer_claim_control_number: str | None = None
+    adjustments: list[Adjustment] = Field(default_factory=list)
+    services: list[ServiceLine] = Field(default_factory=list)
+    balanced: bool = True
+    balance_difference: Money = Decimal(0)
+
+    @property
+    def is_reversal(self) -> bool:
+        return self.status == "22"
+
+
+class ProviderAdjustment(_Model):
+    """PLB adjustment: reason code (L6 interest, WO/FB recoupment, ...) and its reference."""
+
+    provider_id: str | None = None
+    fiscal_period_date: date | None = None
+    reason: str
+    reference: str | None = None
+    amount: Money
+
+
+class Envelope(_Model):
+    interchange_control_number: str | None = None
+    group_control_number: str | None = None
+    transaction_control_number: str | None = None
+    version: str | None = None
+
+
+class _Event(_Model):
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    entity: str | None = None
+    occurred_at: AwareDatetime
+    source: Source
+
+
+class Remittance(_Event):
+    """One 835 transaction set (ST..SE)."""
+
+    kind: Literal["remittance"] = "remittance"
+    handling_code: str
+    amount: Money
+    credit_debit: str | None = None
+    method: str | None = None
+    payment_format: str | None = None
+    effective_date: date | None = None
+    production_date: date | None = None
+    trace_type: str | None = None
+    trace_number: str
+    trace_normalized: str
+    payer_id: str | None = None
+    payer_supplemental_id: str | None = None
+    payer_name: str | None = None
+    payer_identifiers: list[str] = Field(default_factory=list)
+    payee_name: str | None = None
+    payee_npi: str | None = None
+    payee_tin: str | None = None
+    claims: list[Claim] = Field(default_factory=list)
+    provider_adjustments: list[ProviderAdjustment] = Field(default_factory=list)
+    balanced: bool = True
+    balance_difference: Money = Decimal(0)
+    envelope: Envelope = Field(default_factory=Envelope)
+
+    @property
+    def expects_cash(self) -> bool:
+        """Zero-pay ERAs (BPR01=H or BPR04=NON) promise no deposit: never match them to one."""
+        return self.handling_code != "H" and self.method != "NON" and self.amount != 0
+
+
+Direction = Literal["credit", "debit"]
+Category = Literal[
+    "claim_payment",  # ACH credit carrying a healthcare claim payment (HCCLAIMPMT / TRN addenda)
+    "ach_credit",  # other ACH credit: may still be payer cash without addenda
+    "lockbox",  # lockbox deposit (BAI2 115): checks, keyed by check number
+    "check_deposit",  # checks deposited over the counter / remote capture
+    "wire",  # incoming wire
+    "zba",  # zero-balance sweep / concentration: internal, never payer cash
+    "fee",  # bank or service fees
+    "return",  # returns and reversals of earlier items
+    "debit",  # any other money out (checks paid, ACH debits, outgoing wires)
+    "other_credit",  # interest, adjustments and credits no payer sends
+]
+PAYER_CASH_CATEGORIES: frozenset[str] = frozenset(
+    {"claim_payment", "ach_credit", "lockbox", "check_deposit", "wire"}
+)
+
+
+class BankTransaction(_Event):
+    """One BAI2 16 record or camt.053 entry/transaction detail."""
+
+    kind: Literal["bank_transaction"] = "bank_transaction"
+    account: str
+    currency: str | None = None
+    bank_reference: str | None = None
+    customer_reference: str | None = None
+    type_code: str
+    direction: Direction
+    category: Category
+    amount: Money
+    as_of_date: date
+    value_date: date | None = None
+    text: str = ""
+    trace_number: str | None = None
+    trace_normalized: str | None = None
+    payer_id: str | None = None
+    company_name: str | None = None
+    company_id: str | None = None
+    entry_description: str | None = None
+
+    @property
+    def is_payer_cash(self) -> bool:
+        """Credits a payer could have sent; the rest is classified and counted, never matched."""
+        return self.direction == "credit" and self.category in PAYER_CASH_CATEGORIES
+
+
+PostingStatus = Literal["posted", "rejected", "reversed"]
+
+
+class Posting(_Event):
+    """An ERP's confirmation of a journal remitflow sent it."""
+
+    kind: Literal["posting"] = "posting"
+    posting_id: str
+    idempotency_key: str
+    status: PostingStatus
+    amount: Money | None = None
+    posted_at: AwareDatetime
+    reason: str | None = None
+
+
+CanonicalEvent = Annotated[Remittance | BankTransaction | Posting, Field(discriminator="kind")]
+_EVENT_ADAPTER: TypeAdapter[Remittance | BankTransaction | Posting] = TypeAdapter(CanonicalEvent)
+
+
+def event_to_json(event: BaseModel) -> bytes:
+    """Serialise any canonical event or output record (orjson, decimals as strings)."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=False))
+
+
+def event_from_json(data: bytes | str) -> Remittance | BankTransaction | Posting:
+    """Validate one canonical event arriving from outside (the trust boundary)."""
+    return _EVENT_ADAPTER.validate_python(orjson.loads(data))
+
+
+def event_from_dict(data: dict[str, Any]) -> Remittance | BankTransaction | Posting:
+    return _EVENT_ADAPTER.validate_python(data)
+
+
+def midnight_utc(day: date) -> datetime:
+    """Event time of a business date: its start in UTC (dates in these formats carry no zone)."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)

@@ -1,0 +1,62 @@
+"""Content-derived identities and PHI hashing.
+
+An event's id must survive a re-sent file under another name, a bank reporting a transaction
+again in its final previous-day file, and a replay: so it is a hash of content, never of a path
+or a position. blake2b is in the standard library, fast, and keyed hashing is not needed here
+(ids are not secrets); PHI, which must not be reversible by guessing, uses HMAC with a
+deployment secret instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable
+
+_DEV_SECRET = b"remitflow-development-secret-do-not-use-in-production"
+PHI_SECRET_ENV = "REMITFLOW_PHI_SECRET"
+
+
+def content_id(prefix: str, parts: Iterable[str]) -> str:
+    """A stable id from ordered content parts (unit separator between them)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return f"{prefix}-{h.hexdigest()}"
+
+
+def phi_secret() -> bytes:
+    """The deployment secret for PHI hashes; a fixed development value when none is set."""
+    value = os.environ.get(PHI_SECRET_ENV)
+    return value.encode() if value else _DEV_SECRET
+
+
+class PhiHasher:
+    """Keyed hash of patient identifiers (CLP01): joinable across systems, unreadable."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._key = secret if secret is not None else phi_secret()
+
+    def __call__(self, value: str) -> str:
+        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return "h:" + digest.hexdigest()[:32]
+
+
+_TRACE_JUNK = re.compile(r"[\s\-_./\\]+")
+
+
+def normalize_trace(trace: str | None) -> str:
+    """Trace key for `trace_normalized`: case, whitespace, punctuation and leading zeros ignored.
+
+    Banks and payers disagree on how a trace is written (``0012524965`` vs ``12524965``,
+    ``1qg11111111`` vs ``1QG11111111``); the cascade tries the exact trace first, then this.
+    """
+    if not trace:
+        return ""
+    t = _TRACE_JUNK.sub("", trace).upper().lstrip("0")
+    return t or "0"
