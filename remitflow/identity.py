@@ -60,3 +60,17 @@ def normalize_trace(trace: str | None) -> str:
         return ""
     t = _TRACE_JUNK.sub("", trace).upper().lstrip("0")
     return t or "0"
+
+
+RULE_VERSION = "r1"
+
+
+def idempotency_key(
+    entity: str | None, event_ids: Iterable[str], rule_version: str = RULE_VERSION
+) -> str:
+    """The ERP idempotency key of a case: the same case yields the same key on every replay.
+
+    Built from the entity, the matching rule version and the sorted ids of the source events,
+    so it depends on what was matched, not on when, where or in which order it was decided.
+    """
+    return content_id("idem", [entity or "", rule_version, *sorted(event_ids)])
