@@ -37,25 +37,21 @@ class Source(_Model):
 
 
 class Adjustment(_Model):
-    """One CAS reason triple (group, reason code, amount[, quantity])."""
+    """CAS amount of one (group, reason), e.g. CO-45 contractual, PR-1 deductible."""
 
     group: str
     reason: str
     amount: Money
-    quantity: Decimal | None = None
-
-
-class ServiceLine(_Model):
-    procedure: str
-    charge: Money
-    paid: Money
-    adjustments: list[Adjustment] = Field(default_factory=list)
-    balanced: bool = True
-    balance_difference: Money = Decimal(0)
 
 
 class Claim(_Model):
-    """CLP loop. ``claim_ref`` is the HMAC of CLP01 (patient control number is PHI)."""
+    """CLP loop, as much of it as cash reconciliation and posting need.
+
+    ``claim_ref`` is the HMAC of CLP01 (the patient control number is PHI). ``adjustments``
+    sums claim- and line-level CAS by (group, reason): the ledger books adjustments by reason,
+    not by service line, and keeping lines would multiply the size of every event. Service-line
+    balancing is still checked by the parser and reported as a parse issue.
+    """
 
     claim_ref: str
     status: str
@@ -64,7 +60,7 @@ class Claim(_Model):
     patient_responsibility: Money | None = None
     payer_claim_control_number: str | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
-    services: list[ServiceLine] = Field(default_factory=list)
+    service_lines: int = 0
     balanced: bool = True
     balance_difference: Money = Decimal(0)
 

@@ -1,0 +1,5 @@
+import sys
+
+from remitflow.cli import main
+
+sys.exit(main())
