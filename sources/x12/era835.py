@@ -7,28 +7,27 @@ needs, tolerates what real payers send, and reports (never fixes) what does not 
 
 - balancing at service (SVC02 − ΣCAS = SVC03), claim (CLP03 − ΣCAS = CLP04) and transaction
   level (BPR02 = ΣCLP04 − ΣPLB) becomes a :class:`ParseIssue` with the difference;
-- patient names and member ids (NM1*QC/IL/74) are never read; CLP01 is kept only as an HMAC;
+- patient names and member ids (NM1 in the claim loop) are never read; CLP01 is kept only as
+  an HMAC;
 - an unreadable segment becomes a dead letter and the set goes on; a set whose payment
   (BPR/TRN) or claim amounts cannot be read becomes one dead letter with its original bytes.
+
+Speed: segments are handled a chunk at a time, only the segments reconciliation reads are
+split, and each set is built as plain dicts validated once by pydantic-core (faster than
+constructing nested models in Python, and it checks every field).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from remitflow.events import (
-    Adjustment,
-    Claim,
-    Envelope,
-    ProviderAdjustment,
-    Remittance,
-    Source,
-    midnight_utc,
-)
+from pydantic import ValidationError
+
+from remitflow.events import Remittance, Source, midnight_utc
 from remitflow.identity import content_id, normalize_trace
 from remitflow.records import DeadLetter, ParseIssue
 from sources.base import ParseContext, Parsed
@@ -36,8 +35,13 @@ from sources.x12.tokenizer import X12Tokenizer
 
 SYSTEM = "x12-835"
 _ZERO = Decimal(0)
-_ENVELOPE = frozenset({"ISA", "GS", "GE", "IEA", "TA1"})
-_PHI_SEGMENTS = frozenset({"NM1"})  # NM1 in the claim loop names patients, insureds, providers
+_validate_remittance = Remittance.__pydantic_validator__.validate_python
+# Segments of an 835 that reconciliation does not read (a set lookup skips them cheaply).
+_KNOWN_TAGS = frozenset(
+    {"NM1", "AMT", "QTY", "LQ", "MOA", "MIA", "LX", "TS3", "TS2", "N2", "N3", "N4", "PER"}
+    | {"RDM", "CUR", "K3"}
+)
+_ENVELOPE_TAGS = frozenset({"ISA", "IEA", "GS", "GE", "TA1"})
 
 
 class _Unreadable(Exception):
@@ -46,11 +50,9 @@ class _Unreadable(Exception):
 
 def _amount(els: list[str], i: int, what: str) -> Decimal:
     try:
-        text = els[i]
+        d = Decimal(els[i])
     except IndexError:
         raise _Unreadable(f"{what} is missing") from None
-    try:
-        d = Decimal(text)
     except InvalidOperation:
         raise _Unreadable(f"{what} is not a number") from None
     if not d.is_finite():
@@ -85,11 +87,15 @@ def _date6(text: str) -> date | None:
     return _date8(("20" if int(text[:2]) < 70 else "19") + text)
 
 
-def _valid_tag(tag: str) -> bool:
+def _is_segment(seg: str, elem: str) -> bool:
+    i = seg.find(elem)
+    tag = seg if i < 0 else seg[:i]
     return 2 <= len(tag) <= 3 and tag.isalnum() and tag.isupper() and tag[0].isalpha()
 
 
-class _ClaimBuilder:
+class _Claim:
+    """CLP loop being read."""
+
     __slots__ = (
         "adjustments",
         "charge",
@@ -130,35 +136,55 @@ class _ClaimBuilder:
                 self.svc_unbalanced.append((self.services, diff))
             self.svc_open = False
 
-    def build(self) -> Claim:
+    def as_dict(self) -> dict[str, Any]:
         self.close_service()
-        total_adj = sum(self.adjustments.values(), _ZERO)
-        diff = self.charge - total_adj - self.paid
-        return Claim.model_construct(
-            claim_ref=self.ref,
-            status=self.status,
-            charge=self.charge,
-            paid=self.paid,
-            patient_responsibility=self.patient_responsibility,
-            payer_claim_control_number=self.payer_ccn,
-            adjustments=[
-                Adjustment.model_construct(group=g, reason=r, amount=a)
-                for (g, r), a in self.adjustments.items()
+        diff = self.charge - sum(self.adjustments.values(), _ZERO) - self.paid
+        return {
+            "claim_ref": self.ref,
+            "status": self.status,
+            "charge": self.charge,
+            "paid": self.paid,
+            "patient_responsibility": self.patient_responsibility,
+            "payer_claim_control_number": self.payer_ccn,
+            "adjustments": [
+                {"group": g, "reason": r, "amount": a} for (g, r), a in self.adjustments.items()
             ],
-            service_lines=self.services,
-            balanced=diff == 0,
-            balance_difference=diff,
-        )
+            "service_lines": self.services,
+            "balanced": not diff,
+            "balance_difference": diff,
+        }
 
 
-class _SetBuilder:
+class _Set:
     """Everything read between one ST and its SE."""
 
-    def __init__(self, control: str, offset: int, set_id: str) -> None:
+    __slots__ = (
+        "amount",
+        "bpr",
+        "claim",
+        "claims",
+        "control",
+        "fatal",
+        "loop",
+        "offset",
+        "payee_name",
+        "payee_npi",
+        "payee_tin",
+        "payer_identifiers",
+        "payer_name",
+        "pending",
+        "plb",
+        "production_date",
+        "segments",
+        "set_id",
+        "trn",
+    )
+
+    def __init__(self, control: str, offset: int, set_id: str, st: str) -> None:
         self.control = control
         self.offset = offset
         self.set_id = set_id
-        self.segments: list[str] = []
+        self.segments: list[str] = [st]
         self.fatal: str | None = None
         self.bpr: list[str] | None = None
         self.amount = _ZERO
@@ -170,37 +196,13 @@ class _SetBuilder:
         self.payee_npi: str | None = None
         self.payee_tin: str | None = None
         self.loop = ""  # "PR", "PE" or "CLP": where REF/N1 detail belongs
-        self.claims: list[Claim] = []
-        self.claim: _ClaimBuilder | None = None
-        self.plb: list[ProviderAdjustment] = []
+        self.claims: list[dict[str, Any]] = []
+        self.claim: _Claim | None = None
+        self.plb: list[dict[str, Any]] = []
         self.pending: list[Parsed] = []  # segment dead letters and issues, emitted with the set
 
-    def close_claim(self, source: Source) -> None:
-        c = self.claim
-        if c is None:
-            return
-        claim = c.build()
-        for line, diff in c.svc_unbalanced:
-            self.pending.append(
-                ParseIssue.of(
-                    "unbalanced_service",
-                    f"claim {c.index} service line {line}: charge − adjustments − paid = {diff}",
-                    source,
-                    difference=diff,
-                )
-            )
-        if not claim.balanced:
-            self.pending.append(
-                ParseIssue.of(
-                    "unbalanced_claim",
-                    f"claim {c.index} (status {c.status}): charge − adjustments − paid = "
-                    f"{claim.balance_difference}",
-                    source,
-                    difference=claim.balance_difference,
-                )
-            )
-        self.claims.append(claim)
-        self.claim = None
+
+Handler = Callable[[_Set, list[str], str, int, str], None]
 
 
 class Era835Parser:
@@ -217,6 +219,22 @@ class Era835Parser:
         self.isa_groups = 0
         self.term = "~"
         self.elem = "*"
+        self.comp = ":"
+        # Segments reconciliation reads; every other segment is kept (for identity and dead
+        # letters) but never split.
+        self._handlers: dict[str, Handler] = {
+            "CAS": self._cas,
+            "SVC": self._svc,
+            "CLP": self._clp,
+            "REF": self._ref,
+            "DTM": self._dtm,
+            "N1": self._n1,
+            "BPR": self._bpr,
+            "TRN": self._trn,
+            "PLB": self._plb,
+        }
+
+    # -- plumbing ------------------------------------------------------------------------------
 
     def _source(self, record: str | None, offset: int | None) -> Source:
         return Source.model_construct(
@@ -226,77 +244,71 @@ class Era835Parser:
     def _dead(self, reason: str, record: str | None, offset: int, payload: str) -> DeadLetter:
         return DeadLetter.of("parse", reason, self._source(record, offset), payload)
 
+    def _issue(self, txn: _Set, code: Any, message: str, diff: Decimal | None = None) -> None:
+        txn.pending.append(
+            ParseIssue.of(
+                code, message, self._source(f"ST {txn.control}", txn.offset), difference=diff
+            )
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
     def run(self, stream: BinaryIO) -> Iterator[Parsed]:
         tok = X12Tokenizer(stream)
-        txn: _SetBuilder | None = None
-        for offset, seg in tok:
-            delims = tok.delimiters
-            assert delims is not None
-            elem = delims.element
-            self.term = delims.segment
-            self.elem = elem
-            els = seg.split(elem)
-            tag = els[0].strip()
-            if txn is not None:
-                if tag == "SE":
-                    txn.segments.append(seg)
-                    yield from self._finish(txn, els, offset)
-                    txn = None
+        txn: _Set | None = None
+        handlers = self._handlers
+        for base, parts, delims in tok.batches():
+            elem = self.elem = delims.element
+            self.comp = delims.component
+            term = self.term = delims.segment
+            tlen = len(term)
+            pos = base
+            for raw in parts:
+                offset = pos
+                pos += len(raw) + tlen
+                seg = raw.strip()
+                if not seg:
                     continue
-                if tag == "ST":
-                    yield self._dead(
-                        "transaction set not closed by SE before the next ST",
-                        f"ST {txn.control}",
-                        txn.offset,
-                        self.term.join(txn.segments),
-                    )
-                    txn = None
-                elif tag in _ENVELOPE:
-                    yield self._dead(
-                        f"transaction set not closed by SE before {tag}",
-                        f"ST {txn.control}",
-                        txn.offset,
-                        self.term.join(txn.segments),
-                    )
-                    txn = None
+                if raw[0] <= " ":
+                    offset += raw.find(seg[0])
+                els = seg.split(elem)
+                tag = els[0]
+                if txn is not None:
+                    txn.segments.append(seg)
+                    handler = handlers.get(tag)
+                    if handler is not None:
+                        if txn.fatal is None:
+                            try:
+                                handler(txn, els, tag, offset, seg)
+                            except _Unreadable as exc:
+                                self._unreadable(txn, tag, str(exc), offset, seg)
+                    elif tag in _KNOWN_TAGS:
+                        pass
+                    elif tag == "SE":
+                        yield from self._finish(txn, els)
+                        txn = None
+                    elif tag == "ST" or tag in _ENVELOPE_TAGS:
+                        txn.segments.pop()
+                        yield self._dead(
+                            f"transaction set not closed by SE before {tag}",
+                            f"ST {txn.control}",
+                            txn.offset,
+                            term.join(txn.segments),
+                        )
+                        txn = None
+                        if tag == "ST":
+                            txn = self._open(els, offset, seg)
+                        else:
+                            yield from self._envelope(els, offset, seg)
+                    elif not _is_segment(seg, elem):
+                        txn.segments.pop()
+                        txn.pending.append(
+                            self._dead("not an X12 segment", f"ST {txn.control}", offset, seg)
+                        )
+                elif tag == "ST":
+                    txn = self._open(els, offset, seg)
                 else:
-                    txn.segments.append(seg)
-                    if txn.fatal is None and txn.set_id == "835":
-                        try:
-                            self._segment(txn, tag, els, delims.component, offset, seg)
-                        except _Unreadable as exc:
-                            self._unreadable(txn, tag, str(exc), offset, seg)
-                    continue
-            # Outside a transaction set.
-            if tag == "ST":
-                txn = _SetBuilder(_el(els, 2), offset, _el(els, 1))
-                txn.segments.append(seg)
-                self.gs_sets += 1
-            elif tag == "ISA":
-                self.isa_control = _el(els, 13) or None
-                self.isa_date = _date6(_el(els, 9))
-                self.isa_groups = 0
-            elif tag == "GS":
-                self.gs_control = _el(els, 6) or None
-                self.gs_date = _date8(_el(els, 4))
-                self.version = _el(els, 8) or None
-                self.gs_sets = 0
-                self.isa_groups += 1
-            elif tag == "GE":
-                yield from self._count_check("GE", els, self.gs_sets, self.gs_control, offset)
-            elif tag == "IEA":
-                yield from self._count_check("IEA", els, self.isa_groups, self.isa_control, offset)
-            elif tag == "TA1":
-                pass
-            else:
-                yield self._dead(
-                    "segment outside a transaction set (ST..SE)"
-                    if _valid_tag(tag)
-                    else "not an X12 segment",
-                    "line",
-                    offset,
-                    seg,
-                )
+                    yield from self._envelope(els, offset, seg)
         if txn is not None:
             yield self._dead(
                 "transaction set not closed by SE: file truncated?",
@@ -306,6 +318,34 @@ class Era835Parser:
             )
         if tok.error is not None:
             yield self._dead(tok.error, None, 0, tok.head)
+
+    def _open(self, els: list[str], offset: int, seg: str) -> _Set:
+        self.gs_sets += 1
+        return _Set(_el(els, 2), offset, _el(els, 1), seg)
+
+    def _envelope(self, els: list[str], offset: int, seg: str) -> Iterator[Parsed]:
+        tag = els[0].strip()
+        if tag == "ISA":
+            self.isa_control = _el(els, 13) or None
+            self.isa_date = _date6(_el(els, 9))
+            self.isa_groups = 0
+        elif tag == "GS":
+            self.gs_control = _el(els, 6) or None
+            self.gs_date = _date8(_el(els, 4))
+            self.version = _el(els, 8) or None
+            self.gs_sets = 0
+            self.isa_groups += 1
+        elif tag == "GE":
+            yield from self._count_check("GE", els, self.gs_sets, self.gs_control, offset)
+        elif tag == "IEA":
+            yield from self._count_check("IEA", els, self.isa_groups, self.isa_control, offset)
+        elif tag != "TA1":
+            reason = (
+                "segment outside a transaction set (ST..SE)"
+                if _is_segment(seg, self.elem)
+                else "not an X12 segment"
+            )
+            yield self._dead(reason, "line", offset, seg)
 
     def _count_check(
         self, tag: str, els: list[str], counted: int, control: str | None, offset: int
@@ -322,7 +362,7 @@ class Era835Parser:
                 "envelope_mismatch", f"{tag}02 control number does not match its header", src
             )
 
-    def _unreadable(self, txn: _SetBuilder, tag: str, why: str, offset: int, seg: str) -> None:
+    def _unreadable(self, txn: _Set, tag: str, why: str, offset: int, seg: str) -> None:
         """A segment that cannot be read: fatal for the set if it carries its money or key."""
         if tag in ("BPR", "TRN", "CLP"):
             txn.fatal = f"{tag}: {why}"
@@ -331,124 +371,147 @@ class Era835Parser:
                 self._dead(f"{tag} segment unreadable: {why}", f"ST {txn.control}", offset, seg)
             )
 
-    def _segment(
-        self, txn: _SetBuilder, tag: str, els: list[str], comp: str, offset: int, seg: str
-    ) -> None:
-        claim = txn.claim
-        if tag == "CAS":
-            # Up to six (reason, amount, quantity) triplets after the group code.
-            group = _el(els, 1)
-            n = len(els)
-            for i in range(2, min(n, 20), 3):
-                reason = els[i].strip()
-                if not reason and (i + 1 >= n or not els[i + 1].strip()):
-                    continue
-                amt = _amount(els, i + 1, f"CAS{i + 1:02d} amount")
-                if claim is not None:
-                    key = (group, reason)
-                    claim.adjustments[key] = claim.adjustments.get(key, _ZERO) + amt
-                    if claim.svc_open:
-                        claim.svc_adjusted += amt
-            return
-        if tag == "SVC":
-            if claim is None:
-                raise _Unreadable("service line outside a claim")
-            charge = _amount(els, 2, "SVC02 charge")
-            paid = _amount(els, 3, "SVC03 paid")
-            claim.close_service()
-            claim.services += 1
-            claim.svc_open = True
-            claim.svc_charge = charge
-            claim.svc_paid = paid
-            claim.svc_adjusted = _ZERO
-            return
-        if tag == "CLP":
-            txn.close_claim(self._source(f"ST {txn.control}", offset))
-            pcn = _el(els, 1)
-            txn.claim = c = _ClaimBuilder(
-                len(txn.claims) + 1,
-                self.ctx.phi(pcn),
-                _el(els, 2),
-                _amount(els, 3, "CLP03 charge"),
-                _amount(els, 4, "CLP04 paid"),
-            )
-            c.patient_responsibility = _opt_amount(els, 5, "CLP05 patient responsibility")
-            c.payer_ccn = _el(els, 7) or None
-            txn.loop = "CLP"
-            return
-        if tag in _PHI_SEGMENTS or tag in ("DTM", "AMT", "QTY", "LQ", "MOA", "MIA", "LX"):
-            if tag == "DTM" and _el(els, 1) == "405":
-                txn.production_date = self._date(txn, _el(els, 2), "DTM*405 production", offset)
-            return
-        if tag == "REF":
-            qual = _el(els, 1)
-            if txn.loop == "PR" and qual in ("2U", "EO", "HI", "NF"):
-                if _el(els, 2):
-                    txn.payer_identifiers.append(_el(els, 2))
-            elif txn.loop == "PE" and qual == "TJ" and not txn.payee_tin:
-                txn.payee_tin = _el(els, 2) or None
-            return
-        if tag == "N1":
-            qual = _el(els, 1)
-            txn.loop = qual
-            if qual == "PR":
-                txn.payer_name = _el(els, 2) or None
-                if _el(els, 4):
-                    txn.payer_identifiers.append(_el(els, 4))
-            elif qual == "PE":
-                txn.payee_name = _el(els, 2) or None
-                id_qual, ident = _el(els, 3), _el(els, 4)
-                if id_qual == "XX":
-                    txn.payee_npi = ident or None
-                elif id_qual == "FI":
-                    txn.payee_tin = ident or None
-            return
-        if tag == "BPR":
-            txn.amount = _amount(els, 2, "BPR02 payment amount")
-            txn.bpr = els
-            return
-        if tag == "TRN":
-            if not _el(els, 2):
-                raise _Unreadable("TRN02 trace number is empty")
-            txn.trn = els
-            return
-        if tag == "PLB":
-            provider = _el(els, 1) or None
-            fiscal = _date8(_el(els, 2))
-            for i in range(3, min(len(els), 15), 2):
-                composite = els[i].strip()
-                if not composite:
-                    continue
-                amt = _amount(els, i + 1, f"PLB{i + 1:02d} amount")
-                reason, _, reference = composite.partition(comp)
-                txn.plb.append(
-                    ProviderAdjustment.model_construct(
-                        provider_id=provider,
-                        fiscal_period_date=fiscal,
-                        reason=reason,
-                        reference=reference or None,
-                        amount=amt,
-                    )
-                )
-            return
-        if not _valid_tag(tag):
-            txn.pending.append(self._dead("not an X12 segment", f"ST {txn.control}", offset, seg))
+    # -- segments ------------------------------------------------------------------------------
 
-    def _date(self, txn: _SetBuilder, text: str, what: str, offset: int) -> date | None:
+    def _cas(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        claim = txn.claim
+        group = els[1].strip() if len(els) > 1 else ""
+        n = len(els)
+        # Up to six (reason, amount, quantity) triplets after the group code.
+        for i in range(2, min(n, 20), 3):
+            reason = els[i].strip()
+            if not reason and (i + 1 >= n or not els[i + 1].strip()):
+                continue
+            amt = _amount(els, i + 1, f"CAS{i + 1:02d} amount")
+            if claim is not None:
+                key = (group, reason)
+                adjustments = claim.adjustments
+                adjustments[key] = adjustments.get(key, _ZERO) + amt
+                if claim.svc_open:
+                    claim.svc_adjusted += amt
+
+    def _svc(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        claim = txn.claim
+        if claim is None:
+            raise _Unreadable("service line outside a claim")
+        charge = _amount(els, 2, "SVC02 charge")
+        paid = _amount(els, 3, "SVC03 paid")
+        claim.close_service()
+        claim.services += 1
+        claim.svc_open = True
+        claim.svc_charge = charge
+        claim.svc_paid = paid
+        claim.svc_adjusted = _ZERO
+
+    def _clp(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        self._close_claim(txn)
+        claim = _Claim(
+            len(txn.claims) + 1,
+            self.ctx.phi(_el(els, 1)),
+            _el(els, 2),
+            _amount(els, 3, "CLP03 charge"),
+            _amount(els, 4, "CLP04 paid"),
+        )
+        claim.patient_responsibility = _opt_amount(els, 5, "CLP05 patient responsibility")
+        claim.payer_ccn = _el(els, 7) or None
+        txn.claim = claim
+        txn.loop = "CLP"
+
+    def _close_claim(self, txn: _Set) -> None:
+        c = txn.claim
+        if c is None:
+            return
+        claim = c.as_dict()
+        for line, diff in c.svc_unbalanced:
+            self._issue(
+                txn,
+                "unbalanced_service",
+                f"claim {c.index} service line {line}: charge − adjustments − paid = {diff}",
+                diff,
+            )
+        if not claim["balanced"]:
+            diff = claim["balance_difference"]
+            self._issue(
+                txn,
+                "unbalanced_claim",
+                f"claim {c.index} (status {c.status}): charge − adjustments − paid = {diff}",
+                diff,
+            )
+        txn.claims.append(claim)
+        txn.claim = None
+
+    def _dtm(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        if len(els) > 2 and els[1] == "405":
+            txn.production_date = self._date(txn, els[2].strip(), "DTM*405 production")
+
+    def _ref(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        loop = txn.loop
+        if loop == "CLP" or len(els) < 3:
+            return
+        qual, value = els[1].strip(), els[2].strip()
+        if loop == "PR" and qual in ("2U", "EO", "HI", "NF") and value:
+            txn.payer_identifiers.append(value)
+        elif loop == "PE" and qual == "TJ" and not txn.payee_tin:
+            txn.payee_tin = value or None
+
+    def _n1(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        qual = _el(els, 1)
+        txn.loop = qual
+        if qual == "PR":
+            txn.payer_name = _el(els, 2) or None
+            if _el(els, 4):
+                txn.payer_identifiers.append(_el(els, 4))
+        elif qual == "PE":
+            txn.payee_name = _el(els, 2) or None
+            id_qual, ident = _el(els, 3), _el(els, 4)
+            if id_qual == "XX":
+                txn.payee_npi = ident or None
+            elif id_qual == "FI":
+                txn.payee_tin = ident or None
+
+    def _bpr(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        txn.amount = _amount(els, 2, "BPR02 payment amount")
+        txn.bpr = els
+
+    def _trn(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        if txn.trn is not None:
+            return  # one TRN per 835; a second one would be a payer error, the first counts
+        if not _el(els, 2):
+            raise _Unreadable("TRN02 trace number is empty")
+        txn.trn = els
+
+    def _plb(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        provider = _el(els, 1) or None
+        fiscal = _date8(_el(els, 2))
+        comp = self.comp
+        for i in range(3, min(len(els), 15), 2):
+            composite = els[i].strip()
+            if not composite:
+                continue
+            amt = _amount(els, i + 1, f"PLB{i + 1:02d} amount")
+            reason, _, reference = composite.partition(comp)
+            txn.plb.append(
+                {
+                    "provider_id": provider,
+                    "fiscal_period_date": fiscal,
+                    "reason": reason,
+                    "reference": reference or None,
+                    "amount": amt,
+                }
+            )
+
+    def _date(self, txn: _Set, text: str, what: str) -> date | None:
         d = _date8(text)
         if d is None and text:
-            txn.pending.append(
-                ParseIssue.of(
-                    "invalid_date",
-                    f"{what} date {text[:8]!r} is not a valid CCYYMMDD date",
-                    self._source(f"ST {txn.control}", offset),
-                )
+            self._issue(
+                txn, "invalid_date", f"{what} date {text[:8]!r} is not a valid CCYYMMDD date"
             )
         return d
 
-    def _finish(self, txn: _SetBuilder, se: list[str], offset: int) -> Iterator[Parsed]:
+    # -- end of a set --------------------------------------------------------------------------
+
+    def _finish(self, txn: _Set, se: list[str]) -> Iterator[Parsed]:
         record = f"ST {txn.control}"
-        src = self._source(record, txn.offset)
         payload = self.term.join(txn.segments)
         if txn.set_id != "835":
             yield self._dead(
@@ -463,94 +526,89 @@ class Era835Parser:
             yield from txn.pending
             yield self._dead(f"835 unusable: {txn.fatal}", record, txn.offset, payload)
             return
-        txn.close_claim(src)
-        bpr = txn.bpr
-        trn = txn.trn
+        self._close_claim(txn)
+        bpr, trn = txn.bpr, txn.trn
         assert bpr is not None and trn is not None
-        issues = txn.pending
-        effective = self._date(txn, _el(bpr, 16), "BPR16 effective", txn.offset)
+        effective = self._date(txn, _el(bpr, 16), "BPR16 effective")
         when = effective or txn.production_date or self.gs_date or self.isa_date
         if when is None:
-            yield from issues
+            yield from txn.pending
             yield self._dead(
                 "835 unusable: no valid payment or production date", record, txn.offset, payload
             )
             return
-        paid = sum((c.paid for c in txn.claims), _ZERO)
-        plb_total = sum((p.amount for p in txn.plb), _ZERO)
+        paid = sum((c["paid"] for c in txn.claims), _ZERO)
+        plb_total = sum((p["amount"] for p in txn.plb), _ZERO)
         diff = txn.amount - (paid - plb_total)
-        # Identity from content: BPR..(before SE) with separators normalised, so a re-sent
-        # file under another name, envelope or control number keeps its ids.
-        body = txn.segments[1:-1]
-        if self.elem != "*":
-            body = [s.replace(self.elem, "*") for s in body]
-        event_id = content_id("rem", body)
         se_count = _el(se, 1)
         if se_count.isdigit() and int(se_count) != len(txn.segments):
-            issues.append(
-                ParseIssue.of(
-                    "record_count_mismatch",
-                    f"SE01 says {se_count} segments, found {len(txn.segments)}",
-                    src,
-                    event_id=event_id,
-                )
+            self._issue(
+                txn,
+                "record_count_mismatch",
+                f"SE01 says {se_count} segments, found {len(txn.segments)}",
             )
         if _el(se, 2) and _el(se, 2) != txn.control:
-            issues.append(
-                ParseIssue.of(
-                    "envelope_mismatch", "SE02 does not match ST02", src, event_id=event_id
-                )
-            )
+            self._issue(txn, "envelope_mismatch", "SE02 does not match ST02")
         if diff:
-            issues.append(
-                ParseIssue.of(
-                    "unbalanced_transaction",
-                    f"BPR02 {txn.amount} ≠ Σ CLP04 {paid} − Σ PLB {plb_total} (difference {diff})",
-                    src,
-                    event_id=event_id,
-                    difference=diff,
-                )
+            self._issue(
+                txn,
+                "unbalanced_transaction",
+                f"BPR02 {txn.amount} ≠ Σ CLP04 {paid} − Σ PLB {plb_total} (difference {diff})",
+                diff,
             )
+        # Identity from content: BPR..(before SE) with the element separator normalised, so a
+        # re-sent file under another name, envelope or control number keeps its ids.
+        body = "\x1e".join(txn.segments[1:-1])
+        if self.elem != "*":
+            body = body.replace(self.elem, "*")
+        event_id = content_id("rem", (body,))
         trace = _el(trn, 2)
-        payer_id = _el(trn, 3) or None
-        entity = self.ctx.refdata.entity_for_payee(txn.payee_npi, txn.payee_tin)
-        event = Remittance.model_construct(
-            event_id=event_id,
-            schema_version=1,
-            entity=entity,
-            occurred_at=midnight_utc(when),
-            source=src,
-            kind="remittance",
-            handling_code=_el(bpr, 1),
-            amount=txn.amount,
-            credit_debit=_el(bpr, 3) or None,
-            method=_el(bpr, 4) or None,
-            payment_format=_el(bpr, 5) or None,
-            effective_date=effective,
-            production_date=txn.production_date,
-            trace_type=_el(trn, 1) or None,
-            trace_number=trace,
-            trace_normalized=normalize_trace(trace),
-            payer_id=payer_id,
-            payer_supplemental_id=_el(trn, 4) or None,
-            payer_name=txn.payer_name,
-            payer_identifiers=txn.payer_identifiers,
-            payee_name=txn.payee_name,
-            payee_npi=txn.payee_npi,
-            payee_tin=txn.payee_tin,
-            claims=txn.claims,
-            provider_adjustments=txn.plb,
-            balanced=diff == 0,
-            balance_difference=diff,
-            envelope=Envelope.model_construct(
-                interchange_control_number=self.isa_control,
-                group_control_number=self.gs_control,
-                transaction_control_number=txn.control,
-                version=self.version,
-            ),
-        )
-        for item in issues:
-            if isinstance(item, ParseIssue) and item.event_id is None:
+        try:
+            event = _validate_remittance(
+                {
+                    "event_id": event_id,
+                    "schema_version": 1,
+                    "entity": self.ctx.refdata.entity_for_payee(txn.payee_npi, txn.payee_tin),
+                    "occurred_at": midnight_utc(when),
+                    "source": self._source(record, txn.offset),
+                    "kind": "remittance",
+                    "handling_code": _el(bpr, 1),
+                    "amount": txn.amount,
+                    "credit_debit": _el(bpr, 3) or None,
+                    "method": _el(bpr, 4) or None,
+                    "payment_format": _el(bpr, 5) or None,
+                    "effective_date": effective,
+                    "production_date": txn.production_date,
+                    "trace_type": _el(trn, 1) or None,
+                    "trace_number": trace,
+                    "trace_normalized": normalize_trace(trace),
+                    "payer_id": _el(trn, 3) or None,
+                    "payer_supplemental_id": _el(trn, 4) or None,
+                    "payer_name": txn.payer_name,
+                    "payer_identifiers": txn.payer_identifiers,
+                    "payee_name": txn.payee_name,
+                    "payee_npi": txn.payee_npi,
+                    "payee_tin": txn.payee_tin,
+                    "claims": txn.claims,
+                    "provider_adjustments": txn.plb,
+                    "balanced": not diff,
+                    "balance_difference": diff,
+                    "envelope": {
+                        "interchange_control_number": self.isa_control,
+                        "group_control_number": self.gs_control,
+                        "transaction_control_number": txn.control,
+                        "version": self.version,
+                    },
+                }
+            )
+        except ValidationError as exc:  # pragma: no cover - the parser builds valid fields
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"])
+            yield from txn.pending
+            yield self._dead(f"835 unusable: {where}: {first['type']}", record, txn.offset, payload)
+            return
+        for item in txn.pending:
+            if isinstance(item, ParseIssue):
                 yield item.model_copy(update={"event_id": event_id})
             else:
                 yield item
