@@ -37,13 +37,15 @@ def phi_secret() -> bytes:
 class PhiHasher:
     """Keyed hash of patient identifiers (CLP01): joinable across systems, unreadable."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, secret: bytes | None = None) -> None:
-        self._key = secret if secret is not None else phi_secret()
+        # Keyed once; each value hashes a copy (saves re-deriving the HMAC pads per claim).
+        self._keyed = hmac.new(secret if secret is not None else phi_secret(), None, hashlib.sha256)
 
     def __call__(self, value: str) -> str:
-        digest = hmac.new(self._key, value.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        digest = self._keyed.copy()
+        digest.update(value.encode("utf-8", "surrogatepass"))
         return "h:" + digest.hexdigest()[:32]
 
 
