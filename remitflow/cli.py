@@ -73,6 +73,28 @@ def _kind(item: Parsed) -> str:
     return item.kind
 
 
+def _cmd_validate(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """TR3 validation with pyx12: exit 1 when any file does not conform (like a linter)."""
+    from sources.detect import expand_paths
+    from sources.x12.validate import ValidatorUnavailable, validate_835
+
+    try:
+        paths = expand_paths(args.paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    failed = 0
+    for path in paths:
+        try:
+            report = validate_835(path)
+        except ValidatorUnavailable as exc:
+            raise UsageError(f"{exc}: pip install 'remitflow[validate]'") from None
+        failed += not report.valid
+        line = {"file": str(path), "valid": report.valid, "errors": report.errors}
+        out.write(orjson.dumps(line) + b"\n")
+    out.flush()
+    return 1 if failed else 0
+
+
 def _cmd_generate(args: argparse.Namespace, out: IO[bytes]) -> int:
     from sources.synthetic import generate_dataset
 
@@ -138,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="reference data TOML (resolves entities)")
     p.add_argument("--summary", action="store_true", help="print only counts per kind")
     p.set_defaults(func=_cmd_parse)
+
+    v = sub.add_parser(
+        "validate", help="validate 835 files against the TR3 with pyx12 (extra 'validate')"
+    )
+    v.add_argument("paths", nargs="+", help="835 files or folders")
+    v.set_defaults(func=_cmd_validate)
 
     g = sub.add_parser("generate", help="write a synthetic multi-hospital dataset with its truth")
     g.add_argument("--out", required=True, help="output folder")
