@@ -126,8 +126,11 @@ def bank_transaction_id(
 
 _LOCKBOX_CODES = frozenset({"115", "116", "118", "121", "122"})
 _WIRE_IN_CODES = frozenset({"195", "196", "191", "206", "208"})
-_ZBA_CODES = frozenset({"275", "575", "251", "252", "501", "502", "506", "507", "271", "571"})
-_RETURN_CODES = frozenset({"555", "557", "257", "255", "256", "258", "455", "564", "566"})
+_ZBA_CODES = frozenset(
+    {"271", "274", "275", "277", "278", "501", "570", "574", "575", "577", "578"}
+)
+_RETURN_CODES = frozenset({"255", "256", "257", "258", "555", "556", "557", "558", "566"})
+_FEE_CODES = frozenset({"564", "567", "661", "698"})
 
 
 def classify(type_code: str, facts: TextFacts) -> tuple[Direction, Category]:
@@ -145,7 +148,7 @@ def classify(type_code: str, facts: TextFacts) -> tuple[Direction, Category]:
     if code in _RETURN_CODES:
         return direction, "return"
     if direction == "debit":
-        return direction, "fee" if 690 <= n <= 699 or code in {"398", "698"} else "debit"
+        return direction, "fee" if code in _FEE_CODES else "debit"
     if facts.is_claim_payment:
         return direction, "claim_payment"
     if code in _LOCKBOX_CODES:
