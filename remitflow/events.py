@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
@@ -209,3 +209,27 @@ def event_from_dict(data: dict[str, Any]) -> Remittance | BankTransaction | Post
 def midnight_utc(day: date) -> datetime:
     """Event time of a business date: its start in UTC (dates in these formats carry no zone)."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def construct(model: type[_M], values: dict[str, Any]) -> _M:
+    """``model.model_construct(**values)`` for a flat model given every one of its fields.
+
+    For parsers on the hot path, whose output already has the right types; the property
+    tests check that everything built this way passes validation.
+
+    It does what ``model_construct`` does for models without aliases, extras, private
+    attributes or ``model_post_init`` (the canonical events), minus the per-field alias and
+    default lookups that made it the single largest cost per 16 record (≈6 µs → ≈1 µs).
+    The tests check that the result equals ``model_construct``'s.
+    """
+    obj = _new(model)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(values))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj

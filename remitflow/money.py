@@ -37,7 +37,7 @@ def parse_implied_cents(text: str) -> Decimal:
         s = s[1:]
     if not s.isdigit() or not s.isascii():
         raise AmountError(f"not an implied-decimal amount: {text[:20]!r}")
-    return (Decimal(int(s)) * sign).scaleb(-2)
+    return (Decimal(s) * sign).scaleb(-2)
 
 
 def cents(amount: Decimal) -> int:
