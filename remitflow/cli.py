@@ -110,7 +110,7 @@ def _cmd_generate(args: argparse.Namespace, out: IO[bytes]) -> int:
         seed=args.seed,
     )
     elapsed = time.perf_counter() - started
-    report = {"out": str(args.out), "elapsed_s": round(elapsed, 3), **summary.as_dict()}
+    report = {"out": str(args.out), "elapsed_s": round(elapsed, 3), **summary.to_dict()}
     out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
 
@@ -134,7 +134,7 @@ def _cmd_demo(args: argparse.Namespace, out: IO[bytes]) -> int:
     events = sum(v for k, v in counts.items() if k not in ("dead_letter", "parse_issue"))
     report = {
         "dataset": str(base),
-        "generated": summary.as_dict(),
+        "generated": summary.to_dict(),
         "generate_s": round(generated, 3),
         "parsed": dict(sorted(counts.items())),
         "parse_s": round(parsed, 3),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,7 +15,7 @@ from tests.conftest import SAMPLES, sample_bytes
 
 def run_cli(
     args: list[str], capsysbinary: pytest.CaptureFixture[bytes]
-) -> tuple[int, list[dict], str]:
+) -> tuple[int, list[Any], str]:
     code = main(args)
     captured = capsysbinary.readouterr()
     lines = [orjson.loads(line) for line in captured.out.splitlines() if line.strip()]
