@@ -1,10 +1,10 @@
 """Canonical events: the one shape every source is turned into (DESIGN.md §2).
 
 Pydantic models are the boundary: anything arriving from outside (Kafka, JSONL) is validated
-with :func:`event_from_json`. Parsers build events with ``model_construct`` because they already
-produce the right types; validating again on the hot path would double the parse cost for no
-safety (see ``sources/``). On the wire, money is a decimal string, dates are ISO-8601, and every
-datetime is timezone-aware.
+with :func:`event_from_json`. Parsers build events the fastest way that is still safe: the 835
+parser validates each nested remittance once in pydantic-core, flat events use
+:func:`construct` (their property tests check that everything so built validates). On the
+wire, money is a decimal string, dates are ISO-8601, and every datetime is timezone-aware.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ needs, tolerates what real payers send, and reports (never fixes) what does not 
 - an unreadable segment becomes a dead letter and the set goes on; a set whose payment
   (BPR/TRN) or claim amounts cannot be read becomes one dead letter with its original bytes.
 
-Speed: segments are handled a chunk at a time, only the segments reconciliation reads are
-split, and each set is built as plain dicts validated once by pydantic-core (faster than
+Speed: segments are handled a chunk at a time, each split once and dispatched through a dict;
+each set is built as plain dicts validated once by pydantic-core (about twice as fast as
 constructing nested models in Python, and it checks every field).
 """
 
@@ -36,7 +36,7 @@ from sources.x12.tokenizer import X12Tokenizer
 SYSTEM = "x12-835"
 _ZERO = Decimal(0)
 _validate_remittance = Remittance.__pydantic_validator__.validate_python
-# Segments of an 835 that reconciliation does not read (a set lookup skips them cheaply).
+# Segments of an 835 that reconciliation does not read: recognised by one set lookup.
 _KNOWN_TAGS = frozenset(
     {"NM1", "AMT", "QTY", "LQ", "MOA", "MIA", "LX", "TS3", "TS2", "N2", "N3", "N4", "PER"}
     | {"RDM", "CUR", "K3"}
@@ -220,8 +220,8 @@ class Era835Parser:
         self.term = "~"
         self.elem = "*"
         self.comp = ":"
-        # Segments reconciliation reads; every other segment is kept (for identity and dead
-        # letters) but never split.
+        # Segments reconciliation reads; every other segment is only kept (for identity and
+        # dead letters).
         self._handlers: dict[str, Handler] = {
             "CAS": self._cas,
             "SVC": self._svc,

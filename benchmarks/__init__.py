@@ -1,0 +1,1 @@
+"""remitflow benchmarks: ``python -m benchmarks [name] [options]`` (see benchmarks/README.md)."""
