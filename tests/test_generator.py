@@ -29,7 +29,7 @@ from remitflow.refdata import example_reference_data_path, load_reference_data
 from sources import bai2, postings, x12
 from sources.base import ParseContext
 from sources.synthetic import generate_dataset
-from sources.synthetic.calendar import (
+from remitflow.calendar import (
     add_business_days,
     business_days,
     business_days_between,

@@ -37,7 +37,7 @@ from remitflow.identity import content_id, idempotency_key
 from remitflow.money import cents
 from sources.bank import classify, extract
 from sources.synthetic.bai2_writer import BaiAccount, BaiFile, BaiGroup, BaiTransaction
-from sources.synthetic.calendar import add_business_days, business_days
+from remitflow.calendar import add_business_days, business_days
 from sources.synthetic.network import FILING_INDICATORS, Account, Bank, Hospital, Network, PayerInfo
 from sources.synthetic.x12_writer import (
     LAYOUTS,

@@ -75,6 +75,7 @@ def add_business_days(day: date, n: int) -> date:
     return day
 
 
+@lru_cache(maxsize=65536)
 def business_days_between(earlier: date, later: date) -> int:
     """How many business days ``later`` is after ``earlier`` (negative when it is before).
 
