@@ -8,11 +8,13 @@ issues in the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -73,6 +75,43 @@ def _kind(item: Parsed) -> str:
     return item.kind
 
 
+def _paths(values: Sequence[str], what: str) -> list[Path]:
+    from sources.detect import expand_paths
+
+    try:
+        return expand_paths(values)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def _cmd_reconcile(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """The embedded mode: the dataflow over files to end of input (DESIGN.md §5)."""
+    from dataflows.embedded import reconcile_files
+    from dataflows.reconcile import FlowConfig
+    from remitflow.config import ConfigError, load_config
+
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    paths = [
+        *_paths(args.remittances, "--remittances"),
+        *_paths(args.bank, "--bank"),
+        *_paths(args.postings or [], "--postings"),
+    ]
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    try:
+        refdata, settings = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    config = FlowConfig(refdata=refdata, settings=settings)
+    with _progress(out_dir):
+        summary = reconcile_files(paths, out_dir, config, workers=args.workers)
+    report = {"out": str(out_dir), "files": len(paths), **summary.as_dict()}
+    out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace, out: IO[bytes]) -> int:
     """TR3 validation with pyx12: exit 1 when any file does not conform (like a linter)."""
     from sources.detect import expand_paths
@@ -116,32 +155,64 @@ def _cmd_generate(args: argparse.Namespace, out: IO[bytes]) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace, out: IO[bytes]) -> int:
-    """Generate the default network's month and read every file back (embedded, no servers)."""
-    from sources.detect import expand_paths, parse_path
+    """Generate a month for a mid-size network and reconcile it, embedded (no servers)."""
+    from dataflows.embedded import reconcile_files
+    from dataflows.reconcile import FlowConfig
+    from remitflow.config import load_config
+    from sources.detect import expand_paths
     from sources.synthetic import generate_dataset
 
     base = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="remitflow-demo-"))
     started = time.perf_counter()
-    summary = generate_dataset(base, seed=args.seed)
-    generated = time.perf_counter() - started
-    ctx = ParseContext(refdata=load_reference_data(base / "refdata.toml"), phi=PhiHasher())
-    counts: Counter[str] = Counter()
-    started = time.perf_counter()
-    for path in expand_paths([base / "remittances", base / "bank", base / "postings"]):
-        for item in parse_path(path, ctx):
-            counts[_kind(item)] += 1
-    parsed = time.perf_counter() - started
-    events = sum(v for k, v in counts.items() if k not in ("dead_letter", "parse_issue"))
+    generated = generate_dataset(base / "input", seed=args.seed)
+    generate_s = time.perf_counter() - started
+    refdata, settings = load_config(base / "input" / "refdata.toml")
+    inputs = base / "input"
+    paths = expand_paths([inputs / "remittances", inputs / "bank", inputs / "postings"])
+    with _progress(base / "output"):
+        summary = reconcile_files(
+            paths, base / "output", FlowConfig(refdata=refdata, settings=settings)
+        )
     report = {
-        "dataset": str(base),
-        "generated": summary.to_dict(),
-        "generate_s": round(generated, 3),
-        "parsed": dict(sorted(counts.items())),
-        "parse_s": round(parsed, 3),
-        "events_per_s": round(events / parsed) if parsed else None,
+        "dataset": str(inputs),
+        "output": str(base / "output"),
+        "generated_events": generated.to_dict().get("events"),
+        "generate_s": round(generate_s, 3),
+        **summary.as_dict(),
     }
     out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
+
+
+@contextlib.contextmanager
+def _progress(out_dir: Path) -> Iterator[None]:
+    """On a terminal, a line counting decided items while the dataflow runs."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    stop = threading.Event()
+    started = time.perf_counter()
+
+    def report() -> None:
+        audit = out_dir / "audit.jsonl"
+        while not stop.wait(0.5):
+            try:
+                size = audit.stat().st_size
+            except OSError:
+                size = 0
+            elapsed = time.perf_counter() - started
+            sys.stderr.write(f"\rreconciling… {size / 1e6:6.1f} MB of outcomes, {elapsed:5.1f} s")
+            sys.stderr.flush()
+
+    thread = threading.Thread(target=report, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print only counts per kind")
     p.set_defaults(func=_cmd_parse)
 
+    r = sub.add_parser(
+        "reconcile", help="reconcile files end to end, embedded: the dataflow with no servers"
+    )
+    r.add_argument("--remittances", nargs="+", required=True, help="835 files or folders")
+    r.add_argument("--bank", nargs="+", required=True, help="BAI2 / camt.053 files or folders")
+    r.add_argument("--postings", nargs="*", help="ERP confirmation JSONL files or folders")
+    r.add_argument("--out", required=True, help="output folder for the JSONL records")
+    r.add_argument("--config", help="configuration TOML (reference data, [matching])")
+    r.add_argument("--workers", type=int, default=1, help="worker processes")
+    r.set_defaults(func=_cmd_reconcile)
+
     v = sub.add_parser(
         "validate", help="validate 835 files against the TR3 with pyx12 (extra 'validate')"
     )
@@ -175,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=_cmd_generate)
 
-    d = sub.add_parser("demo", help="generate a month for a mid-size network and process it")
+    d = sub.add_parser("demo", help="generate a month for a mid-size network and reconcile it")
     d.add_argument("--out", help="where to write the dataset (default: a temporary folder)")
     d.add_argument("--seed", type=int, default=7)
     d.set_defaults(func=_cmd_demo)

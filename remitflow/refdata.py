@@ -11,6 +11,7 @@ import tomllib
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -105,7 +106,7 @@ class ReferenceData(_Model):
         index: dict[str, Payer] = {}
         for p in self.payers:
             for pid in p.payer_ids:
-                index[_payer_id_key(pid)] = p
+                index[payer_id_key(pid)] = p
         return index
 
     def entity_for_payee(self, npi: str | None, tin: str | None) -> str | None:
@@ -125,7 +126,7 @@ class ReferenceData(_Model):
     def payer_for_id(self, payer_id: str | None) -> Payer | None:
         if not payer_id:
             return None
-        return self._payer_by_id.get(_payer_id_key(payer_id))
+        return self._payer_by_id.get(payer_id_key(payer_id))
 
     def payer_names(self) -> dict[str, list[str]]:
         """Every name a payer goes by, for fuzzy recognition in bank text."""
@@ -136,7 +137,7 @@ def _account_key(number: str) -> str:
     return number.strip().lstrip("0")
 
 
-def _payer_id_key(payer_id: str) -> str:
+def payer_id_key(payer_id: str) -> str:
     # TRN03 is "1" + EIN (10 chars); some payers send the bare 9-digit EIN in the addenda.
     key = normalize_trace(payer_id)
     return key[1:] if len(key) == 10 and key.startswith("1") and key.isdigit() else key
@@ -151,13 +152,17 @@ def load_reference_data(path: str | Path) -> ReferenceData:
         raise ReferenceDataError(f"cannot read reference data {p}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ReferenceDataError(f"reference data {p} is not valid TOML: {exc}") from None
+    return parse_reference_data(doc, p)
+
+
+def parse_reference_data(doc: dict[str, Any], where: str | Path = "<memory>") -> ReferenceData:
     try:
         return ReferenceData.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
+        loc = ".".join(str(x) for x in first["loc"])
         raise ReferenceDataError(
-            f"reference data {p}: {where}: {first['msg']} ({exc.error_count()} error(s))"
+            f"reference data {where}: {loc}: {first['msg']} ({exc.error_count()} error(s))"
         ) from None
 
 

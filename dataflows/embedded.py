@@ -1,0 +1,152 @@
+"""Embedded mode: the reconciliation dataflow over files, to end of input, no servers.
+
+One worker runs in this process. Several workers run as processes (Python threads would share
+one interpreter lock): each process builds the same dataflow and joins a local Bytewax cluster
+on loopback, and the file partitions and keys are spread over them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.testing import cluster_main, run_main
+
+from dataflows.reconcile import FlowConfig, build_flow
+from remitflow.identity import PhiHasher
+from sinks.jsonl import JsonlDirectorySink
+from sources.base import ParseContext
+from sources.files import FilesSource
+
+OUTPUT_FILES = ("matched", "variance", "unmatched", "erp_postings", "dead_letter")
+
+
+@dataclass
+class Summary:
+    """What a run did: counts per outcome and rule, match rate, throughput."""
+
+    inputs: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    rules: Counter[str] = field(default_factory=Counter)
+    by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)
+    records: Counter[str] = field(default_factory=Counter)
+    dead_letters: int = 0
+    parse_issues: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def match_rate(self) -> float | None:
+        """Share of payer cash and cash-bearing ERAs that ended matched."""
+        cash = sum(
+            n
+            for (kind, outcome), n in self.by_kind.items()
+            if kind in ("remittance", "bank_transaction")
+            and outcome in ("matched", "variance", "unmatched")
+        )
+        matched = sum(
+            n
+            for (kind, outcome), n in self.by_kind.items()
+            if kind in ("remittance", "bank_transaction") and outcome == "matched"
+        )
+        return matched / cash if cash else None
+
+    def as_dict(self) -> dict[str, Any]:
+        events = self.inputs + self.dead_letters
+        return {
+            "inputs": self.inputs,
+            "dead_letters": self.dead_letters,
+            "parse_issues": self.parse_issues,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "rules": dict(sorted(self.rules.items())),
+            "records": dict(sorted(self.records.items())),
+            "match_rate": round(self.match_rate, 4) if self.match_rate is not None else None,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "items_per_s": round(events / self.elapsed_s) if self.elapsed_s else None,
+        }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _flow(paths: Sequence[Path], out: Path, config: FlowConfig, secret: bytes | None) -> Any:
+    ctx = ParseContext(refdata=config.refdata, phi=PhiHasher(secret))
+    return build_flow("reconcile", FilesSource(paths, ctx), JsonlDirectorySink(out), config)
+
+
+def _worker(
+    paths: Sequence[Path],
+    out: Path,
+    config: FlowConfig,
+    secret: bytes | None,
+    addresses: list[str],
+    proc_id: int,
+) -> None:
+    cluster_main(_flow(paths, out, config, secret), addresses, proc_id)  # type: ignore[no-untyped-call]
+
+
+def reconcile_files(
+    paths: Sequence[Path],
+    out: Path,
+    config: FlowConfig,
+    *,
+    workers: int = 1,
+    phi_secret: bytes | None = None,
+) -> Summary:
+    """Run the dataflow over ``paths`` and write ``out/*.jsonl``; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.jsonl"):
+        stale.unlink()
+    started = time.perf_counter()
+    if workers <= 1:
+        run_main(_flow(paths, out, config, phi_secret))  # type: ignore[no-untyped-call]
+    else:
+        addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
+        ctx = multiprocessing.get_context("spawn")
+        procs = [
+            ctx.Process(target=_worker, args=(paths, out, config, phi_secret, addresses, i))
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        failed = [p.exitcode for p in procs if p.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} worker process(es) failed: exit codes {failed}")
+    elapsed = time.perf_counter() - started
+    for stem in OUTPUT_FILES:
+        (out / f"{stem}.jsonl").touch()
+    return summarize(out, elapsed)
+
+
+def summarize(out: Path, elapsed: float = 0.0) -> Summary:
+    s = Summary(elapsed_s=elapsed)
+    audit = out / "audit.jsonl"
+    if audit.exists():
+        with audit.open("rb") as fh:
+            for line in fh:
+                row = orjson.loads(line)
+                s.inputs += 1
+                s.outcomes[row["outcome"]] += 1
+                s.by_kind[(row["kind"], row["outcome"])] += 1
+                if row["rule"]:
+                    s.rules[f"{row['outcome']}/{row['rule']}"] += 1
+    for stem in (*OUTPUT_FILES, "parse_issues"):
+        path = out / f"{stem}.jsonl"
+        if path.exists():
+            with path.open("rb") as fh:
+                for line in fh:
+                    s.records[orjson.loads(line)["record"]] += 1
+    s.dead_letters = s.records.get("dead_letter", 0)
+    s.parse_issues = s.records.pop("parse_issue", 0)
+    return s

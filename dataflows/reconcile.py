@@ -1,0 +1,360 @@
+"""The reconciliation dataflow: the same graph in embedded (files) and continuous (Kafka) mode.
+
+::
+
+    parsed ──┬─ dead letters ─────────────────────────────────────────────┐
+             ├─ parse issues ─────────────────────────────────────────────┤
+             ├─ postings ─(key: idempotency key)─┐                        │
+             └─ events ─ route ─(key: payer@entity)─┬─ match ─ records ─┬─┼─ sink
+                                │                   │                   │ │
+                                └─ batch summaries ─ clock ─ ticks ─────┘ │
+                                                      journals ─ confirm ─┘
+
+``match`` holds :class:`state.key_state.KeyState` per key. Event time reaches every key through
+``clock``: each batch reports its latest event date and the keys it touched to one clock key,
+which broadcasts :class:`Tick` items to every key it has seen (bytewax clocks are per key, so a
+quiet key would otherwise never see time pass). In file mode the clock ticks once, at end of
+input, with the latest event date of the whole input: nothing is decided by deadline before
+every file has been read, so outcomes do not depend on the order in which files are read. In
+continuous mode it ticks whenever that date moves to a new day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import Sink
+
+from dataflows.routing import Router
+from matchers.base import MatchSettings
+from matchers.payer_recognition import PayerRecognizer
+from remitflow.events import BankTransaction, Posting, Remittance, midnight_utc
+from remitflow.records import DeadLetter, ParseIssue
+from remitflow.refdata import ReferenceData
+from sinks.journal import journal_record
+from sinks.records import RECORD_FILE, case_id, decision_records, posting_outcome_record
+from sources.base import Parsed
+from state.items import OpenItem
+from state.key_state import Decided, KeyState, Noted, Tick
+
+CLOCK_KEY = "clock"
+Record = tuple[str, dict[str, Any]]  # (output file stem, record)
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    refdata: ReferenceData = field(default_factory=ReferenceData)
+    settings: MatchSettings = field(default_factory=MatchSettings)
+    continuous: bool = False  # tick as event time advances (Kafka) or only at end (files)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(day: date) -> str:
+    return midnight_utc(day).isoformat()
+
+
+# -- match -------------------------------------------------------------------------------------
+
+
+class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
+    """Values are routed items and ticks (merged streams are untyped in Bytewax)."""
+
+    def __init__(self, settings: MatchSettings, snapshot: Any | None) -> None:
+        self.settings = settings
+        self.state = KeyState.restore(snapshot) if snapshot is not None else KeyState()
+
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[Decided | Noted], bool]:
+        out: list[Decided | Noted] = []
+        state, settings = self.state, self.settings
+        for value in values:
+            if isinstance(value, Tick):
+                out.extend(state.advance(value, settings))
+            else:
+                out.extend(state.add(value, settings))
+        return out, (StatefulBatchLogic.DISCARD if state.is_empty else StatefulBatchLogic.RETAIN)
+
+    def snapshot(self) -> Any:
+        return self.state.snapshot()
+
+
+# -- clock -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ClockState:
+    watermark: date | None = None
+    ticked: date | None = None
+    keys: set[str] = field(default_factory=set)
+
+
+class ClockLogic(StatefulBatchLogic[tuple[date, tuple[str, ...]], tuple[str, Tick], _ClockState]):
+    def __init__(self, continuous: bool, snapshot: _ClockState | None) -> None:
+        self.continuous = continuous
+        self.state = snapshot or _ClockState()
+
+    def on_batch(
+        self, values: list[tuple[date, tuple[str, ...]]]
+    ) -> tuple[Iterable[tuple[str, Tick]], bool]:
+        s = self.state
+        for day, keys in values:
+            s.keys.update(keys)
+            if s.watermark is None or day > s.watermark:
+                s.watermark = day
+        if self.continuous and s.watermark is not None and s.watermark != s.ticked:
+            s.ticked = s.watermark
+            tick = Tick(s.watermark)
+            return [(k, tick) for k in sorted(s.keys)], StatefulBatchLogic.RETAIN
+        return [], StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[tuple[str, Tick]], bool]:
+        s = self.state
+        if self.continuous or s.watermark is None:
+            return [], StatefulBatchLogic.RETAIN
+        tick = Tick(s.watermark, final=True)
+        return [(k, tick) for k in sorted(s.keys)], StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> _ClockState:
+        s = self.state
+        return _ClockState(s.watermark, s.ticked, set(s.keys))
+
+
+def _batch_summary(
+    batch: list[tuple[str, OpenItem]],
+) -> list[tuple[str, tuple[date, tuple[str, ...]]]]:
+    if not batch:
+        return []
+    return [(CLOCK_KEY, (max(item.day for _, item in batch), tuple({k for k, _ in batch})))]
+
+
+# -- confirmations -----------------------------------------------------------------------------
+
+
+@dataclass
+class _ConfirmState:
+    case: dict[str, Any] | None = None
+    seen: set[str] = field(default_factory=set)
+    first_posted: str | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _ConfirmState]):
+    """ERP confirmations against the journals remitflow sent, by idempotency key."""
+
+    def __init__(self, snapshot: _ConfirmState | None) -> None:
+        self.state = snapshot or _ConfirmState()
+
+    def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[Iterable[Record], bool]:
+        s = self.state
+        out: list[Record] = []
+        for kind, value in values:
+            if kind == "journal":
+                if s.case is None:
+                    s.case = value
+                    for posting in s.pending:
+                        out.extend(self._confirm(posting))
+                    s.pending.clear()
+            elif value["event_id"] in s.seen:
+                out.append(_audit_posting(value, "duplicate", "duplicate", None))
+            else:
+                s.seen.add(value["event_id"])
+                if s.case is None:
+                    s.pending.append(value)
+                else:
+                    out.extend(self._confirm(value))
+        return out, StatefulBatchLogic.RETAIN
+
+    def _confirm(self, posting: dict[str, Any]) -> list[Record]:
+        s = self.state
+        status = posting["status"]
+        if status == "posted":
+            if s.first_posted is None or s.first_posted == posting["posting_id"]:
+                s.first_posted = posting["posting_id"]
+                kind = "posted"
+            else:
+                kind = "duplicate_posting"
+        elif status == "rejected":
+            kind = "posting_rejected"
+        else:
+            kind = "posting_reversed"
+        return self._emit(kind, posting)
+
+    def _emit(self, kind: str, posting: dict[str, Any]) -> list[Record]:
+        s = self.state
+        decided_at = datetime.fromisoformat(posting["posted_at"])
+        record = posting_outcome_record(
+            kind,  # type: ignore[arg-type]
+            posting=posting,
+            case=s.case,
+            decided_at=decided_at,
+            emitted_at=_now(),
+        )
+        rule = s.case.get("rule") if s.case else None
+        return [
+            (RECORD_FILE[kind], record),
+            _audit_posting(posting, kind, rule, s.case.get("case_id") if s.case else None),
+        ]
+
+    def on_eof(self) -> tuple[Iterable[Record], bool]:
+        s = self.state
+        out: list[Record] = []
+        for posting in s.pending:
+            out.extend(self._emit("orphan_posting", posting))
+        s.pending.clear()
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> _ConfirmState:
+        s = self.state
+        return _ConfirmState(s.case, set(s.seen), s.first_posted, list(s.pending))
+
+
+def _audit_posting(
+    posting: dict[str, Any], outcome: str, rule: str | None, case: str | None
+) -> Record:
+    return (
+        "audit",
+        {
+            "record": "audit",
+            "event_id": posting["event_id"],
+            "kind": "posting",
+            "outcome": outcome,
+            "rule": rule,
+            "case_id": case,
+        },
+    )
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+class _Formatter:
+    def __init__(self, refdata: ReferenceData) -> None:
+        self.refdata = refdata
+
+    def __call__(self, keyed: tuple[str, Decided | Noted]) -> list[tuple[str, Any]]:
+        _, result = keyed
+        now = _now()
+        if isinstance(result, Noted):
+            item = result.item
+            return [
+                (
+                    "audit",
+                    {
+                        "record": "audit",
+                        "event_id": item.event_id,
+                        "kind": item.kind,
+                        "outcome": result.outcome,
+                        "rule": result.rule,
+                        "case_id": None,
+                    },
+                )
+            ]
+        decision = result.decision
+        decided_at = midnight_utc(result.decided_on)
+        out: list[tuple[str, Any]] = [
+            (RECORD_FILE[r["record"]], r)
+            for r in decision_records(
+                decision, decided_at=decided_at, emitted_at=now, as_of=result.as_of
+            )
+        ]
+        if decision.outcome == "unmatched":
+            cases = {i.event_id: case_id([i.event_id]) for i in decision.items}
+        else:
+            shared = case_id([i.event_id for i in decision.items])
+            cases = {i.event_id: shared for i in decision.items}
+        for item in decision.items:
+            out.append(
+                (
+                    "audit",
+                    {
+                        "record": "audit",
+                        "event_id": item.event_id,
+                        "kind": item.kind,
+                        "outcome": decision.outcome,
+                        "rule": decision.rule,
+                        "case_id": cases[item.event_id],
+                    },
+                )
+            )
+        journal = journal_record(decision, self.refdata, decided_at=decided_at, emitted_at=now)
+        if journal is not None:
+            out.append(("erp_postings", journal))
+            out.append(("__journal__", journal))
+        return out
+
+
+def _posting_by_key(event: Parsed) -> tuple[str, tuple[str, dict[str, Any]]]:
+    assert isinstance(event, Posting)
+    return event.idempotency_key, ("posting", event.model_dump(mode="json"))
+
+
+# -- the graph ---------------------------------------------------------------------------------
+
+
+def build_flow(
+    name: str, source: Source[Parsed], sink: Sink[tuple[str, dict[str, Any]]], config: FlowConfig
+) -> Dataflow:
+    settings = config.settings
+    router = Router(PayerRecognizer(config.refdata, settings.payer_name_score), settings)
+    flow = Dataflow(name)
+    parsed = op.input("parsed", flow, source)
+
+    letters = op.branch("is_dead_letter", parsed, lambda x: isinstance(x, DeadLetter))
+    dead_records = op.map(
+        "dead_letter_records", letters.trues, lambda x: ("dead_letter", x.model_dump(mode="json"))
+    )
+    issues_or_events = op.branch("is_issue", letters.falses, lambda x: isinstance(x, ParseIssue))
+    issue_records = op.map(
+        "issue_records",
+        issues_or_events.trues,
+        lambda x: ("parse_issues", x.model_dump(mode="json")),
+    )
+    postings_or_cash = op.branch(
+        "is_posting", issues_or_events.falses, lambda x: isinstance(x, Posting)
+    )
+
+    def route(event: Parsed) -> tuple[str, OpenItem]:
+        assert isinstance(event, Remittance | BankTransaction)
+        return router.route(event)
+
+    routed = op.map("route", postings_or_cash.falses, route)
+    summaries = op.flat_map_batch("batch_summary", routed, _batch_summary)
+    ticks = op.stateful_batch("clock", summaries, lambda snap: ClockLogic(config.continuous, snap))
+    ticks_by_key = op.map("tick_targets", ticks, lambda kv: kv[1])
+    matched = op.stateful_batch(
+        "match",
+        op.merge("items_and_ticks", routed, ticks_by_key),
+        lambda snap: MatchLogic(settings, snap),
+    )
+    records = op.flat_map("format", matched, _Formatter(config.refdata))
+
+    journals = op.branch("is_journal", records, lambda kv: kv[0] == "__journal__")
+    journal_keyed = op.map(
+        "journal_by_key", journals.trues, lambda kv: (kv[1]["idempotency_key"], ("journal", kv[1]))
+    )
+    posting_keyed = op.map(
+        "posting_by_key",
+        postings_or_cash.trues,
+        _posting_by_key,
+    )
+    confirmations = op.stateful_batch(
+        "confirm",
+        op.merge("journals_and_postings", journal_keyed, posting_keyed),
+        lambda snap: ConfirmLogic(snap),
+    )
+    confirmation_records = op.map("confirmation_records", confirmations, lambda kv: kv[1])
+
+    out = op.merge(
+        "all_records", dead_records, issue_records, journals.falses, confirmation_records
+    )
+    op.output("sink", out, sink)
+    return flow
