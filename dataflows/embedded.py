@@ -13,10 +13,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
 from dataflows.reconcile import FlowConfig, build_flow
@@ -90,8 +92,16 @@ def _worker(
     secret: bytes | None,
     addresses: list[str],
     proc_id: int,
+    recovery_dir: Path | None,
+    epoch_interval: timedelta | None,
 ) -> None:
-    cluster_main(_flow(paths, out, config, secret), addresses, proc_id)  # type: ignore[no-untyped-call]
+    cluster_main(
+        _flow(paths, out, config, secret),
+        addresses,
+        proc_id,
+        epoch_interval=epoch_interval,
+        recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
+    )
 
 
 def reconcile_files(
@@ -101,19 +111,38 @@ def reconcile_files(
     *,
     workers: int = 1,
     phi_secret: bytes | None = None,
+    recovery_dir: Path | None = None,
+    epoch_interval: timedelta | None = None,
 ) -> Summary:
-    """Run the dataflow over ``paths`` and write ``out/*.jsonl``; return the summary."""
+    """Run the dataflow over ``paths`` and write ``out/*.jsonl``; return the summary.
+
+    With ``recovery_dir``, Bytewax snapshots every key's state each epoch (the folder is
+    initialised when empty), as the continuous mode does.
+    """
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.jsonl"):
         stale.unlink()
     started = time.perf_counter()
+    recovery = None
+    if recovery_dir is not None:
+        if not any(recovery_dir.glob("*.sqlite3")):
+            recovery_dir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(recovery_dir, max(1, workers))
+        recovery = RecoveryConfig(recovery_dir)
     if workers <= 1:
-        run_main(_flow(paths, out, config, phi_secret))  # type: ignore[no-untyped-call]
+        run_main(
+            _flow(paths, out, config, phi_secret),
+            epoch_interval=epoch_interval,
+            recovery_config=recovery,
+        )
     else:
         addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
         ctx = multiprocessing.get_context("spawn")
         procs = [
-            ctx.Process(target=_worker, args=(paths, out, config, phi_secret, addresses, i))
+            ctx.Process(
+                target=_worker,
+                args=(paths, out, config, phi_secret, addresses, i, recovery_dir, epoch_interval),
+            )
             for i in range(workers)
         ]
         for p in procs:

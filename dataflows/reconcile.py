@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
@@ -38,7 +39,7 @@ from matchers.payer_recognition import PayerRecognizer
 from remitflow.events import BankTransaction, Posting, Remittance, midnight_utc
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData
-from sinks.journal import journal_record
+from sinks.journal import JournalImbalance, journal_record
 from sinks.records import RECORD_FILE, case_id, decision_records, posting_outcome_record
 from sources.base import Parsed
 from state.items import OpenItem
@@ -285,7 +286,22 @@ class _Formatter:
                     },
                 )
             )
-        journal = journal_record(decision, self.refdata, decided_at=decided_at, emitted_at=now)
+        try:
+            journal = journal_record(decision, self.refdata, decided_at=decided_at, emitted_at=now)
+        except JournalImbalance as exc:
+            # Never crash the flow over one case: the operator gets it, with its items.
+            letter = DeadLetter.of(
+                "post",
+                f"journal does not balance: {exc}",
+                Source(
+                    system="remitflow",
+                    file=None,
+                    record=case_id([i.event_id for i in decision.items]),
+                ),
+                orjson.dumps([i.ref for i in decision.items]),
+            )
+            out.append(("dead_letter", letter.model_dump(mode="json")))
+            return out
         if journal is not None:
             out.append(("erp_postings", journal))
             out.append(("__journal__", journal))

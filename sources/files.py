@@ -57,7 +57,5 @@ class FilesSource(FixedPartitionedSource[Parsed, int]):
     def list_parts(self) -> list[str]:
         return list(self._paths)
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: int | None
-    ) -> _FilePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
         return _FilePartition(self._paths[for_part], self._ctx, resume_state)

@@ -22,6 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from remitflow.calendar import (
+    add_business_days,
+    business_days,
+    business_days_between,
+    is_business_day,
+)
 from remitflow.events import BankTransaction, Posting, Remittance
 from remitflow.identity import idempotency_key, normalize_trace
 from remitflow.records import DeadLetter, ParseIssue
@@ -29,12 +35,6 @@ from remitflow.refdata import example_reference_data_path, load_reference_data
 from sources import bai2, postings, x12
 from sources.base import ParseContext
 from sources.synthetic import generate_dataset
-from remitflow.calendar import (
-    add_business_days,
-    business_days,
-    business_days_between,
-    is_business_day,
-)
 from sources.synthetic.network import aba_is_valid, build_network, npi_is_valid, refdata_to_toml
 from sources.synthetic.scenarios import (
     ALL_SCENARIOS,

@@ -32,12 +32,12 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Generic, TypeVar
 
+from remitflow.calendar import add_business_days, business_days
 from remitflow.events import PAYER_CASH_CATEGORIES
 from remitflow.identity import content_id, idempotency_key
 from remitflow.money import cents
 from sources.bank import classify, extract
 from sources.synthetic.bai2_writer import BaiAccount, BaiFile, BaiGroup, BaiTransaction
-from remitflow.calendar import add_business_days, business_days
 from sources.synthetic.network import FILING_INDICATORS, Account, Bank, Hospital, Network, PayerInfo
 from sources.synthetic.x12_writer import (
     LAYOUTS,
