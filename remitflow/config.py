@@ -7,14 +7,13 @@ tolerance, payer-name score, subset bounds); every other table is reference data
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from matchers.base import MatchSettings
-from remitflow.refdata import ReferenceData, ReferenceDataError, parse_reference_data
+from remitflow.refdata import ReferenceData, ReferenceDataError, parse_reference_data, read_toml
 
 
 class ConfigError(ValueError):
@@ -26,12 +25,9 @@ def load_config(path: str | Path | None) -> tuple[ReferenceData, MatchSettings]:
         return ReferenceData(), MatchSettings()
     p = Path(path)
     try:
-        with p.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"configuration {p} is not valid TOML: {exc}") from None
+        doc = read_toml(p, "configuration")
+    except ReferenceDataError as exc:
+        raise ConfigError(str(exc)) from None
     matching = doc.pop("matching", {})
     try:
         refdata = parse_reference_data(doc, p)

@@ -143,16 +143,20 @@ def payer_id_key(payer_id: str) -> str:
     return key[1:] if len(key) == 10 and key.startswith("1") and key.isdigit() else key
 
 
-def load_reference_data(path: str | Path) -> ReferenceData:
+def read_toml(path: str | Path, what: str = "reference data") -> dict[str, Any]:
+    """A TOML document, or one clear error naming the file and what is wrong with it."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
-            doc = tomllib.load(fh)
+            return tomllib.load(fh)
     except OSError as exc:
-        raise ReferenceDataError(f"cannot read reference data {p}: {exc.strerror}") from None
+        raise ReferenceDataError(f"cannot read {what} {p}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ReferenceDataError(f"reference data {p} is not valid TOML: {exc}") from None
-    return parse_reference_data(doc, p)
+        raise ReferenceDataError(f"{what} {p} is not valid TOML: {exc}") from None
+
+
+def load_reference_data(path: str | Path) -> ReferenceData:
+    return parse_reference_data(read_toml(path), path)
 
 
 def parse_reference_data(doc: dict[str, Any], where: str | Path = "<memory>") -> ReferenceData:
