@@ -37,6 +37,7 @@ from dataflows.routing import Router
 from matchers.base import MatchSettings
 from matchers.payer_recognition import PayerRecognizer
 from remitflow.events import BankTransaction, Posting, Remittance, midnight_utc
+from remitflow.events import Source as Origin
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData
 from sinks.journal import JournalImbalance, journal_record
@@ -293,7 +294,7 @@ class _Formatter:
             letter = DeadLetter.of(
                 "post",
                 f"journal does not balance: {exc}",
-                Source(
+                Origin(
                     system="remitflow",
                     file=None,
                     record=case_id([i.event_id for i in decision.items]),
