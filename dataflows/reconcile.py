@@ -71,8 +71,9 @@ def _iso(day: date) -> str:
 class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
     """Values are routed items and ticks (merged streams are untyped in Bytewax)."""
 
-    def __init__(self, settings: MatchSettings, snapshot: Any | None) -> None:
+    def __init__(self, settings: MatchSettings, early: bool, snapshot: Any | None) -> None:
         self.settings = settings
+        self.early = early  # decide on arrival (continuous); file mode waits for the end
         self.state = KeyState.restore(snapshot) if snapshot is not None else KeyState()
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Decided | Noted], bool]:
@@ -82,7 +83,7 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
             if isinstance(value, Tick):
                 out.extend(state.advance(value, settings))
             else:
-                out.extend(state.add(value, settings))
+                out.extend(state.add(value, settings, early=self.early))
         return out, (StatefulBatchLogic.DISCARD if state.is_empty else StatefulBatchLogic.RETAIN)
 
     def snapshot(self) -> Any:
@@ -350,7 +351,7 @@ def build_flow(
     matched = op.stateful_batch(
         "match",
         op.merge("items_and_ticks", routed, ticks_by_key),
-        lambda snap: MatchLogic(settings, snap),
+        lambda snap: MatchLogic(settings, config.continuous, snap),
     )
     records = op.flat_map("format", matched, _Formatter(config.refdata))
 

@@ -37,9 +37,10 @@ class Router:
                 key = f"pay|{entity}|{payer}"
             return key, remittance_item(event, payer, self.late_after)
         if event.direction != "credit" or event.category not in PAYER_CASH_CATEGORIES:
-            return f"npc|{entity}", bank_item(
-                event, "?", self.late_after, trace=None, trace_key=None
-            )
+            item = bank_item(event, "?", self.late_after, trace=None, trace_key=None)
+            if item.category in PAYER_CASH_CATEGORIES:  # money out is never payer cash
+                item.category = "debit"
+            return f"npc|{entity}", item
         if event.category in CHECK_CATEGORIES:
             check = (event.customer_reference or "").strip() or None
             return f"chk|{entity}", bank_item(

@@ -63,6 +63,17 @@ class Matcher(Protocol):
         ...
 
 
+def cash_match(
+    rule: str, confidence: float, rems: tuple[OpenItem, ...], deps: tuple[OpenItem, ...]
+) -> Decision:
+    """Equal amounts matched; an ERA that does not balance is flagged, never silently matched."""
+    if all(r.balanced for r in rems):
+        return Decision("matched", rule, confidence, rems, deps)
+    return Decision(
+        "variance", rule, confidence, rems, deps, reason="remit_unbalanced", variance_cents=0
+    )
+
+
 def ordered(items: Sequence[OpenItem]) -> list[OpenItem]:
     """A canonical order (date, then id) so decisions never depend on arrival order."""
     return sorted(items, key=lambda i: (i.day, i.event_id))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 
-from matchers.base import Candidates, Decision, ordered
+from matchers.base import Candidates, Decision, cash_match, ordered
 from matchers.payer_amount_date import AMBIGUOUS, eligible_pairs
 from matchers.trace import trace_groups
 from remitflow.calendar import business_days_between
@@ -56,7 +56,12 @@ class ConsolidatedByPayerDate:
         s = candidates.settings
         pool, deposits = eligible_pairs(candidates)
         singles = {d.event_id for d, r in pool}  # deposits that have a single-amount candidate
-        rems = [r for r in candidates.remittances if r.expects_cash and r.cents > 0]
+        deposit_traces = {d.trace_key for d in candidates.deposits if d.trace_key}
+        rems = [
+            r
+            for r in candidates.remittances
+            if r.expects_cash and r.cents > 0 and r.trace_key not in deposit_traces
+        ]
         out: list[Decision] = []
         used: set[str] = set()
         for d in ordered(deposits):
@@ -75,9 +80,7 @@ class ConsolidatedByPayerDate:
             if len(fits) == 1:
                 group = fits[0]
                 used.update(r.event_id for r in group)
-                out.append(
-                    Decision("matched", self.rule, self.confidence, tuple(ordered(group)), (d,))
-                )
+                out.append(cash_match(self.rule, self.confidence, tuple(ordered(group)), (d,)))
             elif len(fits) > 1:
                 involved = {r.event_id: r for g in fits for r in g if r.event_id not in used}
                 used.update(involved)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from matchers.base import Candidates, Decision, ordered
+from matchers.base import Candidates, Decision, cash_match, ordered
 from remitflow.calendar import business_days_between
 from state.items import OpenItem
 
@@ -85,7 +85,7 @@ class PayerAmountDate:
             rems = tuple(ordered(list(comp_r.values())))
             deps = tuple(ordered(list(comp_d.values())))
             if len(rems) == 1 and len(deps) == 1:
-                out.append(Decision("matched", self.rule, self.confidence, rems, deps))
+                out.append(cash_match(self.rule, self.confidence, rems, deps))
             else:
                 out.append(Decision("unmatched", AMBIGUOUS, None, rems, deps, reason=AMBIGUOUS))
         return out

@@ -18,13 +18,15 @@ from remitflow.events import BankTransaction, Remittance
 from remitflow.refdata import ReferenceData, payer_id_key
 
 UNKNOWN = "?"
+NACHA_NAME_LENGTH = 16  # the CCD batch header's company name field
 
 
 def _nacha_score(query: str, choice: str, **kwargs: object) -> float:
     """Similarity that forgives NACHA's 16-character truncation of company names, but not a
-    shared word alone ("MEDICARE" is not "PGBA MEDICARE": partial ratios would say it is)."""
+    shared word or the first words alone ("MEDICARE" is not "PGBA MEDICARE", "BLUE CROSS" is
+    not one payer: partial ratios would say they are)."""
     score = fuzz.ratio(query, choice)
-    if len(choice) > len(query) >= 8:
+    if len(choice) > len(query) >= NACHA_NAME_LENGTH - 1:  # 16, or 15 before a cut blank
         score = max(score, fuzz.ratio(query, choice[: len(query)]))
     return score
 

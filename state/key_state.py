@@ -98,13 +98,21 @@ class KeyState:
 
     # -- arrivals ------------------------------------------------------------------------------
 
-    def add(self, item: OpenItem, settings: MatchSettings) -> list[Result]:
+    def add(self, item: OpenItem, settings: MatchSettings, *, early: bool = True) -> list[Result]:
+        """Take an item; with ``early`` (continuous mode) decide what is certain already.
+
+        Without ``early`` (file mode) every rule waits for the final tick, so no decision can
+        depend on the order in which files were read: a 1:1 trace pair decided on arrival
+        would otherwise miss a second ERA with the same trace that arrives later (ambiguous).
+        """
         if item.event_id in self.seen:
             return [Noted(item, "duplicate", "duplicate")]
         self.seen[item.event_id] = item.day
         if item.kind == "bank_transaction" and item.category not in PAYER_CASH_CATEGORIES:
             return [Noted(item, "not_payer_cash", item.category or "other")]
         self._open(item)
+        if not early:
+            return []
         if item.is_remittance and not item.expects_cash:
             group = [item]
         elif item.trace_key:
@@ -131,13 +139,13 @@ class KeyState:
             for eid, item in (*self.remittances.items(), *self.deposits.items())
             if tick.final or item.deadline <= watermark
         }
+        if due and tick.final:
+            # Rules certain on presence first (all of them, when arrivals did not run them).
+            found = cascade.run(cascade.EARLY, self._candidates(settings))
+            for d in self._close(found):
+                results.append(Decided(d, max(i.day for i in d.items), watermark))
         if due:
-            candidates = Candidates(
-                tuple(sorted(self.remittances.values(), key=_order)),
-                tuple(sorted(self.deposits.values(), key=_order)),
-                settings,
-            )
-            found = cascade.run(cascade.CLOSING, candidates)
+            found = cascade.run(cascade.CLOSING, self._candidates(settings))
             applied = [d for d in found if any(i.event_id in due for i in d.items)]
             for d in self._close(applied):
                 decided_on = min(watermark, max(i.deadline for i in d.items))
@@ -159,6 +167,13 @@ class KeyState:
         return results
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _candidates(self, settings: MatchSettings) -> Candidates:
+        return Candidates(
+            tuple(sorted(self.remittances.values(), key=_order)),
+            tuple(sorted(self.deposits.values(), key=_order)),
+            settings,
+        )
 
     def _get(self, eid: str) -> OpenItem:
         return self.remittances.get(eid) or self.deposits[eid]
