@@ -13,10 +13,11 @@
 ``match`` holds :class:`state.key_state.KeyState` per key. Event time reaches every key through
 ``clock``: each batch reports its latest event date and the keys it touched to one clock key,
 which broadcasts :class:`Tick` items to every key it has seen (bytewax clocks are per key, so a
-quiet key would otherwise never see time pass). In file mode the clock ticks once, at end of
-input, with the latest event date of the whole input: nothing is decided by deadline before
-every file has been read, so outcomes do not depend on the order in which files are read. In
-continuous mode it ticks whenever that date moves to a new day.
+quiet key would otherwise never see time pass). In file mode nothing is decided on arrival and
+the clock ticks once, at end of input, with the latest event date of the whole input: every
+rule then sees every candidate, so outcomes do not depend on the order in which files are read.
+In continuous mode certain pairs are decided on arrival and the clock ticks whenever that date
+moves to a new day.
 """
 
 from __future__ import annotations
