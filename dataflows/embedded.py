@@ -7,11 +7,13 @@ on loopback, and the file partitions and keys are spread over them.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import multiprocessing
 import socket
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +76,26 @@ class Summary:
         }
 
 
+@contextlib.contextmanager
+def throughput_gc() -> Iterator[None]:
+    """Fewer garbage collections while the dataflow runs.
+
+    File mode keeps every open item until end of input, and CPython's generational collector
+    rescans all of them at every full collection: with the default thresholds that is a third
+    of the run time at 100k items. Parsed events and state form no reference cycles, so
+    collecting young objects a hundred times less often costs memory only briefly.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,6 +108,20 @@ def _flow(paths: Sequence[Path], out: Path, config: FlowConfig, secret: bytes | 
 
 
 def _worker(
+    paths: Sequence[Path],
+    out: Path,
+    config: FlowConfig,
+    secret: bytes | None,
+    addresses: list[str],
+    proc_id: int,
+    recovery_dir: Path | None,
+    epoch_interval: timedelta | None,
+) -> None:
+    with throughput_gc():
+        _cluster(paths, out, config, secret, addresses, proc_id, recovery_dir, epoch_interval)
+
+
+def _cluster(
     paths: Sequence[Path],
     out: Path,
     config: FlowConfig,
@@ -130,11 +166,12 @@ def reconcile_files(
             init_db_dir(recovery_dir, max(1, workers))
         recovery = RecoveryConfig(recovery_dir)
     if workers <= 1:
-        run_main(
-            _flow(paths, out, config, phi_secret),
-            epoch_interval=epoch_interval,
-            recovery_config=recovery,
-        )
+        with throughput_gc():
+            run_main(
+                _flow(paths, out, config, phi_secret),
+                epoch_interval=epoch_interval,
+                recovery_config=recovery,
+            )
     else:
         addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
         ctx = multiprocessing.get_context("spawn")
