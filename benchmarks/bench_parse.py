@@ -32,10 +32,7 @@ import importlib
 import importlib.metadata
 import io
 import logging
-import math
 import multiprocessing
-import os
-import platform
 import pstats
 import re
 import shutil
@@ -47,8 +44,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
+from benchmarks.common import (
+    Machine,
+    best_of,
+    default_processes,
+    fmt_num,
+    fmt_ratio,
+    markdown_table,
+)
 from remitflow.events import BankTransaction, Remittance
 from remitflow.identity import PhiHasher
 from remitflow.records import DeadLetter
@@ -70,7 +75,6 @@ FALLBACK_ERAS_PER_FILE = 12
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "samples"
 PHI_KEY = b"bench"
 
-T = TypeVar("T")
 ParseFn = Callable[[bytes, ParseContext], Iterator[Parsed]]
 
 # --- counting units from the bytes ----------------------------------------------------------
@@ -259,21 +263,6 @@ class Row:
         return self.events / self.seconds if self.seconds and self.events is not None else None
 
 
-def _best_of(runs: int, once: Callable[[], T]) -> tuple[float, T]:
-    """Shortest wall time of ``runs`` runs (with its result): the least disturbed one."""
-    best = math.inf
-    result: T | None = None
-    for _ in range(max(1, runs)):
-        gc.collect()
-        started = time.perf_counter()
-        value = once()
-        elapsed = time.perf_counter() - started
-        if elapsed < best:
-            best, result = elapsed, value
-    assert result is not None
-    return best, result
-
-
 def _remitflow_row(
     label: str,
     fmt: str,
@@ -304,7 +293,7 @@ def _remitflow_row(
     if not files:
         row.notes.append("no files")
         return row
-    row.seconds, (row.events, dead, issues) = _best_of(runs, once)
+    row.seconds, (row.events, dead, issues) = best_of(runs, once)
     what = "remittances" if fmt == "835" else "bank transactions"
     row.notes.append(f"{row.events:,} {what}, {dead:,} dead letters, {issues:,} parse issues")
     return row
@@ -350,7 +339,7 @@ def bare_split_x12_row(ds: Dataset, runs: int) -> Row:
 
     row = Row("bare str.split 835", "ceiling", "835", "segments", *Dataset.total(ds.x12))
     if work:
-        row.seconds, _ = _best_of(runs, once)
+        row.seconds, _ = best_of(runs, once)
     row.notes.append(f"latin-1 decode + split(terminator) + split(element), best of {runs}")
     return row
 
@@ -365,7 +354,7 @@ def bare_split_bai2_row(ds: Dataset, runs: int) -> Row:
 
     row = Row("bare str.split BAI2", "ceiling", "BAI2", "records", *Dataset.total(ds.bai2))
     if ds.bai2:
-        row.seconds, _ = _best_of(runs, once)
+        row.seconds, _ = best_of(runs, once)
     row.notes.append(f"latin-1 decode + split lines + split(','), best of {runs}")
     return row
 
@@ -416,7 +405,7 @@ def remitflow_x12_parallel_row(ds: Dataset, runs: int, processes: int) -> Row:
     try:
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
             list(pool.map(_parse_shared, [[] for _ in range(processes)]))  # start the workers
-            row.seconds, row.events = _best_of(runs, lambda: sum(pool.map(_parse_shared, shares)))
+            row.seconds, row.events = best_of(runs, lambda: sum(pool.map(_parse_shared, shares)))
     finally:
         _SHARED_WORK = []
     row.notes.append(
@@ -545,27 +534,6 @@ def pyx12_row(ds: Dataset, budget_s: float) -> Row:
 # --- report ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Machine:
-    cores: int
-    cpu: str
-    python: str
-
-    @classmethod
-    def here(cls) -> Machine:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                for line in fh:
-                    if line.startswith("model name"):
-                        cpu = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        python = f"{platform.python_implementation()} {platform.python_version()}"
-        return cls(default_processes(), cpu, python)
-
-
 @dataclass(slots=True)
 class ParseReport:
     machine: Machine
@@ -578,10 +546,6 @@ class ParseReport:
             if r.implementation.startswith(implementation_prefix):
                 return r
         return None
-
-
-def default_processes() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_parse_benchmark(
@@ -606,18 +570,6 @@ def run_parse_benchmark(
     return ParseReport(Machine.here(), ds, runs, rows)
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.3g}×" if a and b else "—"
-
-
 COLUMNS = ("implementation", "units/s", "MB/s", "events/s", "÷ bare split", "remitflow ×", "notes")
 
 
@@ -630,11 +582,11 @@ def table_rows(report: ParseReport) -> list[list[str]]:
         cells.append(
             [
                 r.implementation,
-                f"{_num(r.rate)} {r.unit}/s" if r.rate else "not available",
-                _num(r.mb_per_s),
-                _num(r.events_per_s),
-                _ratio(r.rate, ceiling.get(r.fmt)),
-                _ratio(ours.get(r.fmt), r.rate) if r.role in ("peer", "ceiling") else "—",
+                f"{fmt_num(r.rate)} {r.unit}/s" if r.rate else "not available",
+                fmt_num(r.mb_per_s),
+                fmt_num(r.events_per_s),
+                fmt_ratio(r.rate, ceiling.get(r.fmt)),
+                fmt_ratio(ours.get(r.fmt), r.rate) if r.role in ("peer", "ceiling") else "—",
                 "; ".join(r.notes),
             ]
         )
@@ -647,23 +599,13 @@ def format_report(report: ParseReport) -> str:
     recs, bai2_bytes = Dataset.total(ds.bai2)
     m = report.machine
     lines = [
-        f"machine: {m.cores} cores (nproc), {m.cpu}, {m.python}",
+        m.describe(),
         f"data: {ds.origin}",
         f"  835: {len(ds.x12):,} files, {x12_bytes / 1e6:.2f} MB, {segs:,} segments; "
         f"BAI2: {len(ds.bai2):,} files, {bai2_bytes / 1e6:.2f} MB, {recs:,} records",
         "",
     ]
-    cells = table_rows(report)
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]
-
-    def render(row: list[str]) -> str:
-        pairs = zip(row[:-1], widths, strict=True)
-        padded = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(pairs)]
-        return "| " + " | ".join([*padded, row[-1]]) + " |"
-
-    lines.append(render(cells[0]))
-    lines.append("|" + "|".join(["-" * (w + 2) for w in widths] + ["---"]) + "|")
-    lines.extend(render(row) for row in cells[1:])
+    lines.extend(markdown_table(table_rows(report)))
     lines += [
         "",
         "units/s: 835 segments (terminators in the bytes) or BAI2 records (non-blank lines), per",
