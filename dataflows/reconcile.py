@@ -143,6 +143,9 @@ def _batch_summary(
 # -- confirmations -----------------------------------------------------------------------------
 
 
+_CASE_FIELDS = ("case_id", "entity", "rule", "remittances", "bank_transactions")
+
+
 @dataclass
 class _ConfirmState:
     case: dict[str, Any] | None = None
@@ -163,7 +166,8 @@ class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _Confi
         for kind, value in values:
             if kind == "journal":
                 if s.case is None:
-                    s.case = value
+                    # Only what confirmation records quote: not the journal's lines.
+                    s.case = {k: value[k] for k in _CASE_FIELDS if k in value}
                     for posting in s.pending:
                         out.extend(self._confirm(posting))
                     s.pending.clear()

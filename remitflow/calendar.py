@@ -57,6 +57,7 @@ def business_days(start: date, n: int) -> list[date]:
     return days
 
 
+@lru_cache(maxsize=65536)
 def add_business_days(day: date, n: int) -> date:
     """The ``n``-th business day after ``day`` (before it when ``n`` is negative).
 

@@ -123,10 +123,21 @@ class ReferenceData(_Model):
     def account(self, number: str) -> BankAccount | None:
         return self._account.get(_account_key(number))
 
+    @cached_property
+    def _payer_memo(self) -> dict[str, Payer | None]:
+        return {}
+
     def payer_for_id(self, payer_id: str | None) -> Payer | None:
+        """The payer an id names, as TRN03 writes it or bare; remembered (called per item)."""
         if not payer_id:
             return None
-        return self._payer_by_id.get(payer_id_key(payer_id))
+        memo = self._payer_memo
+        if payer_id in memo:
+            return memo[payer_id]
+        found = self._payer_by_id.get(payer_id_key(payer_id))
+        if len(memo) < 100_000:
+            memo[payer_id] = found
+        return found
 
     def payer_names(self) -> dict[str, list[str]]:
         """Every name a payer goes by, for fuzzy recognition in bank text."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from matchers.base import Decision, ordered
@@ -50,7 +51,12 @@ _POSTING_FIELDS = (
 
 def case_id(event_ids: Iterable[str]) -> str:
     """The case's id: a hash of its sorted event ids, so a replay regenerates it."""
-    return content_id("case", sorted(event_ids))
+    return _case_id(tuple(sorted(event_ids)))
+
+
+@lru_cache(maxsize=4096)  # a case's records, journal and audit lines all ask for it in turn
+def _case_id(ids: tuple[str, ...]) -> str:
+    return content_id("case", ids)
 
 
 def iso(moment: datetime) -> str:
