@@ -25,7 +25,7 @@ from bytewax.testing import cluster_main, run_main
 
 from dataflows.reconcile import FlowConfig, build_flow
 from remitflow.identity import PhiHasher
-from sinks.jsonl import JsonlDirectorySink
+from sinks.jsonl import STEMS, JsonlDirectorySink
 from sources.base import ParseContext
 from sources.files import FilesSource
 
@@ -156,8 +156,8 @@ def reconcile_files(
     initialised when empty), as the continuous mode does.
     """
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.jsonl"):
-        stale.unlink()
+    for stem in STEMS:  # only our own files: never anything else the folder holds
+        (out / f"{stem}.jsonl").unlink(missing_ok=True)
     started = time.perf_counter()
     recovery = None
     if recovery_dir is not None:

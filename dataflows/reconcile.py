@@ -75,17 +75,37 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
     def __init__(self, settings: MatchSettings, early: bool, snapshot: Any | None) -> None:
         self.settings = settings
         self.early = early  # decide on arrival (continuous); file mode waits for the end
+        self.final: Tick | None = None
         self.state = KeyState.restore(snapshot) if snapshot is not None else KeyState()
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Decided | Noted], bool]:
         out: list[Decided | Noted] = []
         state, settings = self.state, self.settings
+        ticks = [v for v in values if isinstance(v, Tick)]
+        # Items before ticks: streams merged from several workers interleave freely, and an
+        # item must not miss the tick that closes its window because it came a little later.
         for value in values:
-            if isinstance(value, Tick):
-                out.extend(state.advance(value, settings))
-            else:
+            if not isinstance(value, Tick):
                 out.extend(state.add(value, settings, early=self.early))
+                if self.final is not None:  # after the end: decide it now, never leave it open
+                    out.extend(state.advance(self.final, settings))
+        for tick in ticks:
+            out.extend(state.advance(tick, settings))
+            if tick.final:
+                self.final = tick
         return out, (StatefulBatchLogic.DISCARD if state.is_empty else StatefulBatchLogic.RETAIN)
+
+    def on_eof(self) -> tuple[Iterable[Decided | Noted], bool]:
+        """File mode: whatever is still open when input ends is decided now (the final tick
+        normally got here first; this is the guarantee that nothing stays open unseen)."""
+        state = self.state
+        if self.early or not state.open_items:
+            return [], StatefulBatchLogic.RETAIN
+        watermark = state.watermark or max(
+            i.day for i in (*state.remittances.values(), *state.deposits.values())
+        )
+        out = state.advance(Tick(watermark, final=True), self.settings)
+        return out, StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> Any:
         return self.state.snapshot()
@@ -327,7 +347,11 @@ def build_flow(
     name: str, source: Source[Parsed], sink: Sink[tuple[str, dict[str, Any]]], config: FlowConfig
 ) -> Dataflow:
     settings = config.settings
-    router = Router(PayerRecognizer(config.refdata, settings.payer_name_score), settings)
+    router = Router(
+        PayerRecognizer(config.refdata, settings.payer_name_score),
+        settings,
+        config.refdata.gl.currency,
+    )
     flow = Dataflow(name)
     parsed = op.input("parsed", flow, source)
 

@@ -22,9 +22,12 @@ from state.items import OpenItem, bank_item, remittance_item
 
 
 class Router:
-    def __init__(self, recognizer: PayerRecognizer, settings: MatchSettings) -> None:
+    def __init__(
+        self, recognizer: PayerRecognizer, settings: MatchSettings, currency: str = "USD"
+    ) -> None:
         self.recognizer = recognizer
         self.late_after = settings.late_after_business_days
+        self.currency = currency  # the ledger's: ERAs are in it, other cash cannot match them
 
     def route(self, event: Remittance | BankTransaction) -> tuple[str, OpenItem]:
         entity = event.entity or "?"
@@ -36,10 +39,10 @@ class Router:
                 payer = self.recognizer.for_remittance(event)
                 key = f"pay|{entity}|{payer}"
             return key, remittance_item(event, payer, self.late_after)
-        if event.direction != "credit" or event.category not in PAYER_CASH_CATEGORIES:
+        not_cash = _not_payer_cash(event, self.currency)
+        if not_cash is not None:
             item = bank_item(event, "?", self.late_after, trace=None, trace_key=None)
-            if item.category in PAYER_CASH_CATEGORIES:  # money out is never payer cash
-                item.category = "debit"
+            item.category = not_cash
             return f"npc|{entity}", item
         if event.category in CHECK_CATEGORIES:
             check = (event.customer_reference or "").strip() or None
@@ -58,3 +61,16 @@ class Router:
             trace=event.trace_number,
             trace_key=event.trace_normalized,
         )
+
+
+def _not_payer_cash(event: BankTransaction, currency: str) -> str | None:
+    """Why a bank line cannot be a payer's payment (its audit rule), or None when it can be."""
+    if event.direction != "credit":
+        return event.category if event.category not in PAYER_CASH_CATEGORIES else "debit"
+    if event.category not in PAYER_CASH_CATEGORIES:
+        return event.category
+    if event.amount <= 0:
+        return "return"  # a credit of zero or less is a correction, never cash received
+    if event.currency is not None and event.currency != currency:
+        return "foreign_currency"
+    return None

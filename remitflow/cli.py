@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_
 from sources.base import ParseContext, Parsed
 
 EXIT_USAGE = 2
+MAX_WORKERS = 64
 
 
 class UsageError(Exception):
@@ -84,22 +86,36 @@ def _paths(values: Sequence[str], what: str) -> list[Path]:
         raise UsageError(f"{what}: {exc}") from None
 
 
+def _output_folder(value: str, inputs: Sequence[Path]) -> Path:
+    """A writable folder that holds none of the inputs (outputs are rewritten on every run)."""
+    out_dir = Path(value)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot create the folder ({exc.strerror})") from None
+    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
+        raise UsageError(f"--out {out_dir} is not a writable folder")
+    resolved = out_dir.resolve()
+    for path in inputs:
+        if path.resolve().is_relative_to(resolved):
+            raise UsageError(f"--out {out_dir} contains input {path}: choose another folder")
+    return out_dir
+
+
 def _cmd_reconcile(args: argparse.Namespace, out: IO[bytes]) -> int:
     """The embedded mode: the dataflow over files to end of input (DESIGN.md §5)."""
     from dataflows.embedded import reconcile_files
     from dataflows.reconcile import FlowConfig
     from remitflow.config import ConfigError, load_config
 
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}")
     paths = [
         *_paths(args.remittances, "--remittances"),
         *_paths(args.bank, "--bank"),
         *_paths(args.postings or [], "--postings"),
     ]
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    out_dir = _output_folder(args.out, paths)
     try:
         refdata, settings = load_config(args.config)
     except ConfigError as exc:

@@ -29,6 +29,8 @@ def load_config(path: str | Path | None) -> tuple[ReferenceData, MatchSettings]:
     except ReferenceDataError as exc:
         raise ConfigError(str(exc)) from None
     matching = doc.pop("matching", {})
+    if not isinstance(matching, dict):
+        raise ConfigError(f"configuration {p}: [matching] must be a table")
     try:
         refdata = parse_reference_data(doc, p)
     except ReferenceDataError as exc:
@@ -36,22 +38,44 @@ def load_config(path: str | Path | None) -> tuple[ReferenceData, MatchSettings]:
     return refdata, _settings(matching, p)
 
 
+# Sane ranges: a value outside them is a typo, not a policy (and some would stall the flow).
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "window_business_days": (0, 30),
+    "late_after_business_days": (1, 60),
+    "fee_tolerance_abs_cents": (0, 10_000_000),
+    "fee_tolerance_pct": (0, 1),
+    "payer_name_score": (0, 100),
+    "max_subset_candidates": (2, 24),
+    "max_subset_size": (2, 8),
+}
+
+
 def _settings(table: dict[str, Any], path: Path) -> MatchSettings:
-    known = {f.name: f for f in fields(MatchSettings)}
+    known = {f.name for f in fields(MatchSettings)}
+    defaults = MatchSettings()
     values: dict[str, Any] = {}
     for name, raw in table.items():
         if name not in known:
             raise ConfigError(f"configuration {path}: [matching] has no setting {name!r}")
-        default = getattr(MatchSettings(), name)
+        where = f"configuration {path}: [matching] {name}"
+        default = getattr(defaults, name)
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise ConfigError(f"{where} must be a number")
         try:
-            if isinstance(default, Decimal):
-                values[name] = Decimal(str(raw))
-            elif isinstance(default, float):
-                values[name] = float(raw)
-            else:
-                values[name] = int(raw)
-        except (ValueError, TypeError, InvalidOperation):
-            raise ConfigError(f"configuration {path}: [matching] {name} must be a number") from None
-        if values[name] < 0:
-            raise ConfigError(f"configuration {path}: [matching] {name} must not be negative")
+            number = Decimal(str(raw))
+        except InvalidOperation:
+            raise ConfigError(f"{where} must be a number") from None
+        if not number.is_finite():
+            raise ConfigError(f"{where} must be a finite number")
+        low, high = _BOUNDS[name]
+        if not low <= number <= high:
+            raise ConfigError(f"{where} must be between {low} and {high}")
+        if isinstance(default, Decimal):
+            values[name] = number
+        elif isinstance(default, float):
+            values[name] = float(number)
+        else:
+            if number != number.to_integral_value():
+                raise ConfigError(f"{where} must be a whole number")
+            values[name] = int(number)
     return MatchSettings(**values)

@@ -20,7 +20,9 @@ SCHEMA_VERSION = 1
 
 # Money always travels as a decimal string ("945.00"), never as a JSON number, so no consumer
 # ever sees it as a float.
-Money = Annotated[Decimal, PlainSerializer(lambda d: str(d), return_type=str, when_used="json")]
+Money = Annotated[
+    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+]
 
 
 class _Model(BaseModel):

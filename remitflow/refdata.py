@@ -149,9 +149,14 @@ def _account_key(number: str) -> str:
 
 
 def payer_id_key(payer_id: str) -> str:
-    # TRN03 is "1" + EIN (10 chars); some payers send the bare 9-digit EIN in the addenda.
-    key = normalize_trace(payer_id)
-    return key[1:] if len(key) == 10 and key.startswith("1") and key.isdigit() else key
+    """TRN03 is "1" + EIN (10 digits); some payers send the bare 9-digit EIN in the addenda.
+
+    The "1" goes before leading zeros do: 1042452600 and 042452600 are the same payer.
+    """
+    key = "".join(payer_id.split()).upper()
+    if len(key) == 10 and key.startswith("1") and key.isdigit():
+        key = key[1:]
+    return normalize_trace(key)
 
 
 def read_toml(path: str | Path, what: str = "reference data") -> dict[str, Any]:

@@ -45,6 +45,7 @@ from remitflow.events import (
     Source,
     midnight_utc,
 )
+from remitflow.money import AmountError, parse_money
 from remitflow.records import DeadLetter, ParseIssue
 from sources.bank import TextFacts, bank_transaction_id, classify, extract
 from sources.base import ParseContext, Parsed
@@ -140,7 +141,10 @@ def _amount(text: str | None, what: str) -> Decimal:
         raise _BadEntry(f"{what} is missing")
     if not _AMOUNT.fullmatch(text):
         raise _BadEntry(f"{what} is not an unsigned decimal amount")
-    return Decimal(text)
+    try:
+        return parse_money(text)
+    except AmountError as exc:
+        raise _BadEntry(f"{what}: {exc}") from None
 
 
 def _lenient_date(text: str | None) -> date | None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from remitflow.events import Source
+from remitflow.records import DeadLetter
 from sources.base import ParseContext, Parsed
 from sources.detect import parse_stream
 
@@ -42,7 +44,17 @@ class _ShardPartition(StatefulSourcePartition[Parsed, tuple[int, int]]):
         path = self._paths[self._file]
 
         def items() -> Iterator[Parsed]:
-            with path.open("rb") as fh:
+            try:
+                fh = path.open("rb")
+            except OSError as exc:  # vanished or unreadable since it was listed
+                yield DeadLetter.of(
+                    "parse",
+                    f"cannot read the file: {exc.strerror}",
+                    Source(system="unknown", file=path.name, record=None, offset=None),
+                    b"",
+                )
+                return
+            with fh:
                 yield from parse_stream(fh, self._ctx.named(path.name))
 
         return items()

@@ -33,3 +33,26 @@ def test_a_journal_that_cannot_balance_becomes_a_post_dead_letter(
     # The case itself is still reported; only its journal is withheld.
     assert any(stem == "matched" for stem, _ in out)
     assert not any(stem == "erp_postings" for stem, _ in out)
+
+
+def test_an_item_after_the_final_tick_is_still_decided() -> None:
+    from matchers.base import MatchSettings
+    from state.key_state import Tick
+
+    logic = reconcile.MatchLogic(MatchSettings(), False, None)
+    out, _ = logic.on_batch([Tick(date(2025, 6, 30), final=True), remittance("late", cents=500)])
+    assert [(d.decision.outcome, d.decision.reason) for d in out if isinstance(d, Decided)] == [
+        ("unmatched", "no_counterpart")
+    ]
+
+
+def test_items_left_open_at_end_of_input_are_decided() -> None:
+    from matchers.base import MatchSettings
+
+    logic = reconcile.MatchLogic(MatchSettings(), False, None)
+    out, _ = logic.on_batch([remittance("r", cents=500)])
+    assert list(out) == []
+    out, _ = logic.on_eof()
+    assert [(d.decision.outcome, d.decision.reason) for d in out if isinstance(d, Decided)] == [
+        ("unmatched", "end_of_input")
+    ]

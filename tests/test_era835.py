@@ -92,7 +92,10 @@ def test_interest_sample_reports_balancing_differences() -> None:
     assert unbalanced[rems["1002"].event_id] == Decimal("5.00")
     # The malformed CAS and the stray line are dead letters; the remittances survive them.
     reasons = sorted(d.reason for d in dead(items))
-    assert reasons.count("CAS segment unreadable: CAS03 amount is not a number") == 2
+    assert (
+        reasons.count("CAS segment unreadable: CAS03 amount: not an amount in dollars and cents")
+        == 2
+    )
     assert "not an X12 segment" in reasons
     stray = next(d for d in dead(items) if d.reason == "not an X12 segment")
     assert stray.original() == b"resnCode>adjID>5***"

@@ -22,13 +22,14 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
 from remitflow.events import Remittance, Source, midnight_utc
 from remitflow.identity import content_id, normalize_trace
+from remitflow.money import AmountError, parse_money
 from remitflow.records import DeadLetter, ParseIssue
 from sources.base import ParseContext, Parsed
 from sources.x12.tokenizer import X12Tokenizer
@@ -50,14 +51,11 @@ class _Unreadable(Exception):
 
 def _amount(els: list[str], i: int, what: str) -> Decimal:
     try:
-        d = Decimal(els[i])
+        return parse_money(els[i])
     except IndexError:
         raise _Unreadable(f"{what} is missing") from None
-    except InvalidOperation:
-        raise _Unreadable(f"{what} is not a number") from None
-    if not d.is_finite():
-        raise _Unreadable(f"{what} is not a finite number")
-    return d
+    except AmountError as exc:
+        raise _Unreadable(f"{what}: {exc}") from None
 
 
 def _opt_amount(els: list[str], i: int, what: str) -> Decimal | None:
@@ -568,7 +566,8 @@ class Era835Parser:
                 {
                     "event_id": event_id,
                     "schema_version": 1,
-                    "entity": self.ctx.refdata.entity_for_payee(txn.payee_npi, txn.payee_tin),
+                    "entity": self.ctx.refdata.entity_for_payee(txn.payee_npi, txn.payee_tin)
+                    or self.ctx.refdata.entity_for_account(_el(bpr, 15)),
                     "occurred_at": midnight_utc(when),
                     "source": self._source(record, txn.offset),
                     "kind": "remittance",
