@@ -118,26 +118,13 @@ def _worker(
     epoch_interval: timedelta | None,
 ) -> None:
     with throughput_gc():
-        _cluster(paths, out, config, secret, addresses, proc_id, recovery_dir, epoch_interval)
-
-
-def _cluster(
-    paths: Sequence[Path],
-    out: Path,
-    config: FlowConfig,
-    secret: bytes | None,
-    addresses: list[str],
-    proc_id: int,
-    recovery_dir: Path | None,
-    epoch_interval: timedelta | None,
-) -> None:
-    cluster_main(
-        _flow(paths, out, config, secret),
-        addresses,
-        proc_id,
-        epoch_interval=epoch_interval,
-        recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
-    )
+        cluster_main(
+            _flow(paths, out, config, secret),
+            addresses,
+            proc_id,
+            epoch_interval=epoch_interval,
+            recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
+        )
 
 
 def reconcile_files(
