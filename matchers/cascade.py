@@ -16,7 +16,7 @@ from matchers.base import Candidates, Decision, Matcher
 from matchers.consolidated import ConsolidatedByPayerDate, ConsolidatedByTrace
 from matchers.non_payment import NonPayment
 from matchers.payer_amount_date import PayerAmountDate
-from matchers.trace import CheckNumber, TraceExact, TraceNormalized
+from matchers.trace import CheckNumber, TraceExact, TraceNormalized, TraceSingleFit
 from matchers.variance import AmountVariance, RemitUnbalanced
 
 EARLY: tuple[Matcher, ...] = (
@@ -27,7 +27,12 @@ EARLY: tuple[Matcher, ...] = (
     ConsolidatedByTrace(),
     RemitUnbalanced(),
 )
-CLOSING: tuple[Matcher, ...] = (PayerAmountDate(), ConsolidatedByPayerDate(), AmountVariance())
+CLOSING: tuple[Matcher, ...] = (
+    PayerAmountDate(),
+    ConsolidatedByPayerDate(),
+    TraceSingleFit(),
+    AmountVariance(),
+)
 ALL: tuple[Matcher, ...] = EARLY + CLOSING
 
 

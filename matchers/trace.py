@@ -79,5 +79,36 @@ class CheckNumber(_OnePair):
         return d.category in CHECK_CATEGORIES
 
 
+class TraceSingleFit:
+    """When the window closes: a trace group of one item on one side and several on the other,
+    exactly one of which has the same amount, pairs those two (the others go on alone: a
+    second deposit with the trace is not a share of a payment that is already whole)."""
+
+    rule = "trace_single_fit"  # each decision carries the pair's own rule
+    _rules = (TraceExact(), TraceNormalized(), CheckNumber())
+
+    def decide(self, candidates: Candidates) -> Sequence[Decision]:
+        out: list[Decision] = []
+        for _, rems, deps in trace_groups(candidates):
+            if len(rems) == 1 and len(deps) > 1:
+                one, fits = rems[0], [d for d in deps if d.cents == rems[0].cents]
+            elif len(deps) == 1 and len(rems) > 1:
+                one, fits = deps[0], [r for r in rems if r.cents == deps[0].cents]
+            else:
+                continue
+            if len(fits) != 1:
+                continue
+            r, d = (one, fits[0]) if one.is_remittance else (fits[0], one)
+            if not r.balanced:
+                continue
+            for pair_rule in self._rules:
+                if pair_rule.accepts(r, d):
+                    out.append(
+                        Decision("matched", pair_rule.rule, pair_rule.confidence, (r,), (d,))
+                    )
+                    break
+        return out
+
+
 def consumed(decisions: Iterable[Decision]) -> set[str]:
     return {i.event_id for dec in decisions for i in dec.items}

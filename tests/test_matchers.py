@@ -18,7 +18,7 @@ from matchers.base import Candidates, Decision, Matcher, MatchSettings
 from matchers.consolidated import ConsolidatedByPayerDate, ConsolidatedByTrace
 from matchers.non_payment import NonPayment
 from matchers.payer_amount_date import PayerAmountDate
-from matchers.trace import CheckNumber, TraceExact, TraceNormalized
+from matchers.trace import CheckNumber, TraceExact, TraceNormalized, TraceSingleFit
 from matchers.variance import AmountVariance, RemitUnbalanced, is_fee
 from remitflow.calendar import business_days_between
 from state.items import OpenItem
@@ -521,5 +521,28 @@ def test_the_rules_run_in_the_designs_order() -> None:
     assert [m.rule for m in cascade.CLOSING] == [
         "payer_amount_date",
         "consolidated",
+        "trace_single_fit",
         "amount_variance",
     ]
+
+
+def test_a_single_fitting_deposit_is_matched_and_the_extra_one_left_alone() -> None:
+    c = candidates(
+        remittance("r1", 10_000, trace="EFT1"),
+        deposit("d1", 10_000, trace="EFT1"),
+        deposit("d2", 2_500, trace="EFT1"),
+    )
+    [d] = TraceSingleFit().decide(c)
+    assert (d.outcome, d.rule, ids(d.items)) == ("matched", "trace_exact", frozenset({"r1", "d1"}))
+    # Through the closing cascade the extra deposit stays open (no variance, no guess).
+    closing = cascade.run(cascade.CLOSING, c)
+    assert [(x.rule, ids(x.items)) for x in closing] == [("trace_exact", frozenset({"r1", "d1"}))]
+
+
+def test_two_fitting_items_are_not_a_single_fit() -> None:
+    c = candidates(
+        remittance("r1", 10_000, trace="EFT1"),
+        remittance("r2", 10_000, trace="EFT1"),
+        deposit("d1", 10_000, trace="EFT1"),
+    )
+    assert TraceSingleFit().decide(c) == []
