@@ -35,6 +35,10 @@ class UsageError(Exception):
     """An argument the command cannot use; reported as one line, exit status 2."""
 
 
+class OperationalError(Exception):
+    """The command could not do its work (a server refused or lost data); exit status 1."""
+
+
 def _load_refdata(path: str | None) -> ReferenceData:
     if path is None:
         return ReferenceData()
@@ -125,6 +129,71 @@ def _cmd_reconcile(args: argparse.Namespace, out: IO[bytes]) -> int:
         summary = reconcile_files(paths, out_dir, config, workers=args.workers)
     report = {"out": str(out_dir), "files": len(paths), **summary.as_dict()}
     out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+INGEST_KINDS = {
+    "remittance": ("remittance", "remittances"),
+    "bank": ("bank_transaction", "bank_transactions"),
+    "posting": ("posting", "postings"),
+}
+
+
+def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """Parse files and produce their canonical events to the input topic of their kind.
+
+    Events are keyed by event id (the dataflow re-keys them, so any partition count works);
+    parse dead letters, and events of another kind than ``--kind``, go to the dead-letter
+    topic. Every message must be acknowledged by the broker, or the command fails.
+    """
+    from remitflow.config import ConfigError, load_config
+    from remitflow.events import event_to_json
+    from remitflow.settings import Settings, Topics
+    from sinks.kafka import DeliveryError, DeliveryTracker, ensure_topics
+    from sources.detect import parse_path
+
+    paths = _paths(args.paths, "PATH")
+    try:
+        refdata, _ = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    settings = Settings.from_env()
+    topics = Topics(settings.topic_prefix)
+    kind, attribute = INGEST_KINDS[args.kind]
+    target: str = getattr(topics, attribute)
+    ctx = ParseContext(refdata=refdata, phi=PhiHasher())
+    counts: Counter[str] = Counter()
+    try:
+        ensure_topics(settings.kafka_bootstrap, [target, topics.dead_letter], settings.partitions)
+        producer = DeliveryTracker(settings.kafka_bootstrap)
+        for path in paths:
+            for item in parse_path(path, ctx):
+                if isinstance(item, ParseIssue):
+                    counts["parse_issues"] += 1
+                    continue
+                if not isinstance(item, DeadLetter) and item.kind != kind:
+                    item = DeadLetter.of(
+                        "validate",
+                        f"a {item.kind} event given to ingest --kind {args.kind}",
+                        item.source,
+                        event_to_json(item),
+                    )
+                if isinstance(item, DeadLetter):
+                    producer.send(topics.dead_letter, None, _dump(item))
+                    counts["dead_letters"] += 1
+                else:
+                    producer.send(target, item.event_id.encode(), event_to_json(item))
+                    counts["events"] += 1
+        producer.flush()
+    except DeliveryError as exc:
+        raise OperationalError(str(exc)) from None
+    report = {
+        "files": len(paths),
+        "topic": target,
+        **counts,
+        "delivered": sum(producer.delivered.values()),
+    }
+    out.write(orjson.dumps(report) + b"\n")
     return 0
 
 
@@ -248,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", action="store_true", help="print only counts per kind")
     p.set_defaults(func=_cmd_parse)
 
+    i = sub.add_parser(
+        "ingest", help="parse files and produce their canonical events to the Kafka input topics"
+    )
+    i.add_argument("--kind", required=True, choices=sorted(INGEST_KINDS))
+    i.add_argument("paths", nargs="+", help="files or folders")
+    i.add_argument("--config", help="configuration TOML (reference data resolves entities)")
+    i.set_defaults(func=_cmd_ingest)
+
     r = sub.add_parser(
         "reconcile", help="reconcile files end to end, embedded: the dataflow with no servers"
     )
@@ -288,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"remitflow {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"remitflow {args.command}: {exc}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `remitflow parse ... | head`
         return 0
     return code

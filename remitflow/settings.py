@@ -1,0 +1,72 @@
+"""Deployment settings from the environment (DESIGN.md §6); the same names as scripts/ and
+docker-compose.yml use, so a process finds the servers the scripts started."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "remitflow"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    recovery_dir: Path = Path(".run/recovery")
+    metrics_port: int = 9464
+    api_port: int = 8080
+    api_tokens: tuple[str, ...] = field(default_factory=tuple)
+    partitions: int = 4  # of topics remitflow creates
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        d = cls()
+        return cls(
+            kafka_bootstrap=e.get("REMITFLOW_KAFKA_BOOTSTRAP", d.kafka_bootstrap),
+            topic_prefix=e.get("REMITFLOW_TOPIC_PREFIX", d.topic_prefix),
+            redis_url=e.get("REMITFLOW_REDIS_URL", d.redis_url),
+            recovery_dir=Path(e.get("REMITFLOW_RECOVERY_DIR", str(d.recovery_dir))),
+            metrics_port=int(e.get("REMITFLOW_METRICS_PORT", d.metrics_port)),
+            api_port=int(e.get("REMITFLOW_API_PORT", d.api_port)),
+            api_tokens=tuple(t for t in e.get("REMITFLOW_API_TOKENS", "").split(",") if t),
+            partitions=int(e.get("REMITFLOW_TOPIC_PARTITIONS", d.partitions)),
+        )
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names: ``<prefix>.<name>`` (DESIGN.md §6)."""
+
+    prefix: str = "remitflow"
+
+    def name(self, short: str) -> str:
+        return f"{self.prefix}.{short}"
+
+    @property
+    def remittances(self) -> str:
+        return self.name("remittances")
+
+    @property
+    def bank_transactions(self) -> str:
+        return self.name("bank-transactions")
+
+    @property
+    def postings(self) -> str:
+        return self.name("postings")
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name("dead-letter")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.remittances, self.bank_transactions, self.postings)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return tuple(
+            self.name(n)
+            for n in ("matched", "variances", "unmatched", "erp-postings", "dead-letter")
+        )
