@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 # NewTopic is confluent_kafka.admin's public name; its stub does not list the re-export.
@@ -93,3 +95,54 @@ def ensure_topics(
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return wanted
+
+
+# Output record families (the JSONL sink's file stems) and their topics (DESIGN.md §6).
+# Parse issues and the per-item audit are remitflow's additions.
+TOPIC_OF_STEM = {
+    "matched": "matched",
+    "variance": "variances",
+    "unmatched": "unmatched",
+    "erp_postings": "erp-postings",
+    "dead_letter": "dead-letter",
+    "parse_issues": "parse-issues",
+    "audit": "audit",
+}
+
+
+def record_key(record: dict[str, Any]) -> bytes | None:
+    """A case's records share a partition (and so an order); journals go by idempotency key."""
+    key = record.get("idempotency_key") or record.get("case_id") or record.get("event_id")
+    return str(key).encode() if key else None
+
+
+class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
+    def __init__(self, bootstrap: str, prefix: str, overrides: dict[str, Any]) -> None:
+        self._producer = DeliveryTracker(bootstrap, **overrides)
+        self._prefix = prefix
+
+    def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for stem, record in items:
+            topic = f"{self._prefix}.{TOPIC_OF_STEM[stem]}"
+            self._producer.send(topic, record_key(record), orjson.dumps(record))
+        # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
+        # (and recovery replays from the last snapshot) instead of losing records.
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.flush()
+
+
+class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
+    """``(stem, record)`` pairs to ``<prefix>.<topic>``; each worker produces its own."""
+
+    def __init__(self, bootstrap: str, prefix: str, **overrides: Any) -> None:
+        self._bootstrap = bootstrap
+        self._prefix = prefix
+        self._overrides = overrides  # producer settings (librdkafka names)
+
+    def topics(self) -> list[str]:
+        return [f"{self._prefix}.{t}" for t in TOPIC_OF_STEM.values()]
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecordPartition:
+        return _RecordPartition(self._bootstrap, self._prefix, self._overrides)
