@@ -29,7 +29,7 @@ from typing import Any
 
 import bytewax.operators as op
 import orjson
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -346,14 +346,22 @@ def _posting_by_key(event: Parsed) -> tuple[str, tuple[str, dict[str, Any]]]:
 def build_flow(
     name: str, source: Source[Parsed], sink: Sink[tuple[str, dict[str, Any]]], config: FlowConfig
 ) -> Dataflow:
+    """The graph over a source of parsed items (files in embedded mode)."""
+    flow = Dataflow(name)
+    reconcile_stream(op.input("parsed", flow, source), sink, config)
+    return flow
+
+
+def reconcile_stream(
+    parsed: Stream[Parsed], sink: Sink[tuple[str, dict[str, Any]]], config: FlowConfig
+) -> None:
+    """Everything after the input: the same steps whatever produced the parsed items."""
     settings = config.settings
     router = Router(
         PayerRecognizer(config.refdata, settings.payer_name_score),
         settings,
         config.refdata.gl.currency,
     )
-    flow = Dataflow(name)
-    parsed = op.input("parsed", flow, source)
 
     letters = op.branch("is_dead_letter", parsed, lambda x: isinstance(x, DeadLetter))
     dead_records = op.map(
@@ -404,4 +412,3 @@ def build_flow(
         "all_records", dead_records, issue_records, journals.falses, confirmation_records
     )
     op.output("sink", out, sink)
-    return flow

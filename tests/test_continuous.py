@@ -1,0 +1,109 @@
+"""Continuous mode on the real broker: ingest → dataflow on Kafka → output topics.
+
+The outcomes read back from the output topics must equal the embedded mode's on the same
+files; poison messages on the input topics become dead letters and the flow goes on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import run_main
+from confluent_kafka import Producer
+
+from dataflows.embedded import reconcile_files
+from dataflows.kafka_input import kafka_parsed
+from dataflows.reconcile import FlowConfig, reconcile_stream
+from remitflow.cli import main
+from remitflow.config import load_config
+from remitflow.settings import Topics
+from sinks.kafka import KafkaRecordSink, ensure_topics
+from sources.detect import expand_paths
+from sources.synthetic import generate_dataset
+from tests.test_ingest import consume_all
+from tests.test_services_smoke import BOOTSTRAP, _servers_wanted
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.skipif(not _servers_wanted(), reason="local servers not running"),
+]
+
+POISON = [
+    b"{not json",
+    b'{"kind": "remittance", "event_id": "x"}',  # wrong schema
+    b'{"kind": "wire_transfer", "event_id": "y"}',  # unknown kind
+]
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+
+
+def view(records: list[dict[str, Any]]) -> Counter[tuple[str, str, str, str]]:
+    return Counter(
+        (
+            r["record"],
+            str(r.get("case_id")),
+            str(r.get("rule")),
+            str((r.get("variance") or {}).get("amount")),
+        )
+        for r in records
+    )
+
+
+def test_kafka_outcomes_equal_the_embedded_outcomes_and_poison_is_dead_lettered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    data = tmp_path / "data"
+    generate_dataset(data, hospitals=1, payers=4, days=5, seed=9)
+    refdata, settings = load_config(data / "refdata.toml")
+    config = FlowConfig(refdata=refdata, settings=settings)
+    embedded = tmp_path / "embedded"
+    reconcile_files(
+        expand_paths([data / "remittances", data / "bank", data / "postings"]), embedded, config
+    )
+
+    inputs = Topics(f"in-{uuid.uuid4().hex[:10]}")
+    outputs = f"out-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("REMITFLOW_TOPIC_PREFIX", inputs.prefix)
+    monkeypatch.setenv("REMITFLOW_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    config_path = str(data / "refdata.toml")
+    for kind, folder in (("remittance", "remittances"), ("bank", "bank"), ("posting", "postings")):
+        assert main(["ingest", "--kind", kind, str(data / folder), "--config", config_path]) == 0
+    capsysbinary.readouterr()
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    for i, poison in enumerate(POISON):
+        producer.produce(inputs.inputs[i % 3], poison)
+    assert producer.flush(30) == 0
+
+    sink = KafkaRecordSink(BOOTSTRAP, outputs)
+    ensure_topics(BOOTSTRAP, sink.topics(), partitions=3)
+    flow = Dataflow("continuous-test")
+    parsed = kafka_parsed(flow, bootstrap=BOOTSTRAP, topics=list(inputs.inputs), tail=False)
+    reconcile_stream(parsed, sink, config)
+    run_main(flow)  # type: ignore[no-untyped-call]
+
+    for stem, topic in (
+        ("matched", "matched"),
+        ("variance", "variances"),
+        ("unmatched", "unmatched"),
+        ("erp_postings", "erp-postings"),
+    ):
+        expected = read(embedded / f"{stem}.jsonl")
+        assert expected or stem == "variance", stem  # the comparison is not of empty files
+        got = [orjson.loads(v) for _, v in consume_all(f"{outputs}.{topic}", len(expected))]
+        assert view(got) == view(expected), stem
+    letters = [orjson.loads(v) for _, v in consume_all(f"{outputs}.dead-letter", len(POISON))]
+    assert len(letters) == len(POISON)
+    assert {letter["stage"] for letter in letters} == {"validate"}
+    assert sorted(letter["reason"].split(":")[0] for letter in letters) == [
+        "not JSON",
+        "not a canonical event",
+        "not a canonical event",
+    ]
