@@ -31,7 +31,7 @@ items reached a terminal outcome and in how many cases: the same logic must give
 whatever runs it.
 
 The in-memory rows run under the embedded runner's collector settings
-(``dataflows.embedded.throughput_gc``: what is alive is frozen, young objects are collected less
+(``dataflows.runner.throughput_gc``: what is alive is frozen, young objects are collected less
 often), so the pre-parsed input, which exists before any row starts and is not what they
 measure, is never scanned. ``reconcile_files`` applies the same settings itself; the end-to-end
 rows parse their own events and pay for collecting them, as a real run does.
@@ -70,9 +70,10 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 
 from benchmarks.common import Machine, best_of, fmt_num, fmt_ratio, markdown_table
-from dataflows.embedded import reconcile_files, throughput_gc
+from dataflows.embedded import reconcile_files
 from dataflows.reconcile import FlowConfig, _Formatter, build_flow
 from dataflows.routing import Router
+from dataflows.runner import throughput_gc
 from matchers.payer_recognition import PayerRecognizer
 from remitflow.config import load_config
 from remitflow.events import BankTransaction, Remittance

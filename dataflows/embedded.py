@@ -1,29 +1,20 @@
-"""Embedded mode: the reconciliation dataflow over files, to end of input, no servers.
-
-One worker runs in this process. Several workers run as processes (Python threads would share
-one interpreter lock): each process builds the same dataflow and joins a local Bytewax cluster
-on loopback, and the file partitions and keys are spread over them.
-"""
+"""Embedded mode: the reconciliation dataflow over files, to end of input, no servers."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import multiprocessing
-import socket
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import cluster_main, run_main
+from bytewax.dataflow import Dataflow
 
 from dataflows.reconcile import FlowConfig, build_flow
+from dataflows.runner import execute
 from remitflow.identity import PhiHasher
 from sinks.jsonl import STEMS, JsonlDirectorySink
 from sources.base import ParseContext
@@ -76,55 +67,9 @@ class Summary:
         }
 
 
-@contextlib.contextmanager
-def throughput_gc() -> Iterator[None]:
-    """Fewer garbage collections while the dataflow runs.
-
-    File mode keeps every open item until end of input, and CPython's generational collector
-    rescans all of them at every full collection: with the default thresholds that is a third
-    of the run time at 100k items. Parsed events and state form no reference cycles, so
-    collecting young objects a hundred times less often costs memory only briefly.
-    """
-    before = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _flow(paths: Sequence[Path], out: Path, config: FlowConfig, secret: bytes | None) -> Any:
+def _flow(paths: Sequence[Path], out: Path, config: FlowConfig, secret: bytes | None) -> Dataflow:
     ctx = ParseContext(refdata=config.refdata, phi=PhiHasher(secret))
     return build_flow("reconcile", FilesSource(paths, ctx), JsonlDirectorySink(out), config)
-
-
-def _worker(
-    paths: Sequence[Path],
-    out: Path,
-    config: FlowConfig,
-    secret: bytes | None,
-    addresses: list[str],
-    proc_id: int,
-    recovery_dir: Path | None,
-    epoch_interval: timedelta | None,
-) -> None:
-    with throughput_gc():
-        cluster_main(
-            _flow(paths, out, config, secret),
-            addresses,
-            proc_id,
-            epoch_interval=epoch_interval,
-            recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
-        )
 
 
 def reconcile_files(
@@ -146,36 +91,13 @@ def reconcile_files(
     for stem in STEMS:  # only our own files: never anything else the folder holds
         (out / f"{stem}.jsonl").unlink(missing_ok=True)
     started = time.perf_counter()
-    recovery = None
-    if recovery_dir is not None:
-        if not any(recovery_dir.glob("*.sqlite3")):
-            recovery_dir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(recovery_dir, max(1, workers))
-        recovery = RecoveryConfig(recovery_dir)
-    if workers <= 1:
-        with throughput_gc():
-            run_main(
-                _flow(paths, out, config, phi_secret),
-                epoch_interval=epoch_interval,
-                recovery_config=recovery,
-            )
-    else:
-        addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
-        ctx = multiprocessing.get_context("spawn")
-        procs = [
-            ctx.Process(
-                target=_worker,
-                args=(paths, out, config, phi_secret, addresses, i, recovery_dir, epoch_interval),
-            )
-            for i in range(workers)
-        ]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        failed = [p.exitcode for p in procs if p.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"{len(failed)} worker process(es) failed: exit codes {failed}")
+    execute(
+        _flow,
+        (paths, out, config, phi_secret),
+        workers=workers,
+        recovery_dir=recovery_dir,
+        epoch_interval=epoch_interval,
+    )
     elapsed = time.perf_counter() - started
     for stem in OUTPUT_FILES:
         (out / f"{stem}.jsonl").touch()

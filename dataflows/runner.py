@@ -1,0 +1,108 @@
+"""Running a dataflow: in this process, or as a local cluster of worker processes.
+
+Several workers run as processes (Python threads would share one interpreter lock): each process
+builds the same dataflow from a module-level factory and picklable arguments, and joins a Bytewax
+cluster on loopback; partitions and keys are spread over them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import multiprocessing
+import socket
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import cluster_main, run_main
+
+FlowFactory = Callable[..., Dataflow]
+
+
+@contextlib.contextmanager
+def throughput_gc() -> Iterator[None]:
+    """Fewer garbage collections while the dataflow runs.
+
+    File mode keeps every open item until end of input, and CPython's generational collector
+    rescans all of them at every full collection: with the default thresholds that is a third
+    of the run time at 100k items. Parsed events and state form no reference cycles, so
+    collecting young objects a hundred times less often costs memory only briefly.
+    """
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def recovery_config(recovery_dir: Path | None, partitions: int) -> RecoveryConfig | None:
+    """Bytewax recovery in ``recovery_dir``, initialised with ``partitions`` when empty."""
+    if recovery_dir is None:
+        return None
+    if not any(recovery_dir.glob("*.sqlite3")):
+        recovery_dir.mkdir(parents=True, exist_ok=True)
+        init_db_dir(recovery_dir, max(1, partitions))
+    return RecoveryConfig(recovery_dir)
+
+
+def _worker(
+    factory: FlowFactory,
+    args: tuple[Any, ...],
+    addresses: list[str],
+    proc_id: int,
+    recovery_dir: Path | None,
+    epoch_interval: timedelta | None,
+) -> None:
+    with throughput_gc():
+        cluster_main(
+            factory(*args),
+            addresses,
+            proc_id,
+            epoch_interval=epoch_interval,
+            recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
+        )
+
+
+def execute(
+    factory: FlowFactory,
+    args: tuple[Any, ...],
+    *,
+    workers: int = 1,
+    recovery_dir: Path | None = None,
+    epoch_interval: timedelta | None = None,
+) -> None:
+    """Build ``factory(*args)`` and run it to its end on ``workers`` processes."""
+    recovery = recovery_config(recovery_dir, workers)
+    if workers <= 1:
+        with throughput_gc():
+            run_main(factory(*args), epoch_interval=epoch_interval, recovery_config=recovery)
+        return
+    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_worker, args=(factory, args, addresses, i, recovery_dir, epoch_interval)
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} worker process(es) failed: exit codes {failed}")
