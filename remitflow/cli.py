@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -197,6 +199,41 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """The continuous dataflow on Kafka, with recovery (DESIGN.md §5). SIGTERM stops it."""
+    from dataflows.continuous import run_continuous
+    from dataflows.reconcile import FlowConfig
+    from remitflow.config import ConfigError, load_config
+    from remitflow.settings import Settings
+    from sinks.kafka import DeliveryError
+
+    if not 1 <= args.processes <= MAX_WORKERS:
+        raise UsageError(f"--processes must be between 1 and {MAX_WORKERS}")
+    try:
+        refdata, matching = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    settings = Settings.from_env()
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # Bytewax stops at its next check; recovery resumes later
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_continuous(
+            settings,
+            FlowConfig(refdata=refdata, settings=matching),
+            until_end=args.until_end,
+            processes=args.processes,
+            epoch_interval=timedelta(seconds=args.epoch_seconds),
+        )
+    except DeliveryError as exc:
+        raise OperationalError(str(exc)) from None
+    except KeyboardInterrupt:
+        print("remitflow run: stopped; the next run resumes from recovery", file=sys.stderr)
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace, out: IO[bytes]) -> int:
     """TR3 validation with pyx12: exit 1 when any file does not conform (like a linter)."""
     from sources.detect import expand_paths
@@ -324,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("paths", nargs="+", help="files or folders")
     i.add_argument("--config", help="configuration TOML (reference data resolves entities)")
     i.set_defaults(func=_cmd_ingest)
+
+    rn = sub.add_parser(
+        "run", help="the continuous dataflow: Kafka input topics to output topics, recovered"
+    )
+    rn.add_argument("--config", help="configuration TOML (reference data, [matching])")
+    rn.add_argument(
+        "--until-end",
+        action="store_true",
+        help="read the input topics to their current end, decide everything, stop",
+    )
+    rn.add_argument("--processes", type=int, default=1, help="worker processes")
+    rn.add_argument("--epoch-seconds", type=float, default=5.0, help="snapshot interval")
+    rn.set_defaults(func=_cmd_run)
 
     r = sub.add_parser(
         "reconcile", help="reconcile files end to end, embedded: the dataflow with no servers"

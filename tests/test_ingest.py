@@ -29,7 +29,9 @@ TIMEOUT_S = 60.0
 EVENTS = (Remittance, BankTransaction, Posting)
 
 
-def consume_all(topic: str, expected: int) -> list[tuple[bytes | None, bytes]]:
+def consume_all(
+    topic: str, expected: int, timeout_s: float = TIMEOUT_S
+) -> list[tuple[bytes | None, bytes]]:
     """Every message of ``topic`` from the start, until ``expected`` arrived (bounded)."""
     consumer = Consumer(
         {
@@ -41,7 +43,7 @@ def consume_all(topic: str, expected: int) -> list[tuple[bytes | None, bytes]]:
     )
     consumer.subscribe([topic])
     got: list[tuple[bytes | None, bytes]] = []
-    deadline = time.monotonic() + TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
     try:
         while len(got) < expected and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
