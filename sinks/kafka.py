@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -19,6 +19,14 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 # NewTopic is confluent_kafka.admin's public name; its stub does not list the re-export.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+
+class Ledger(Protocol):
+    """What the sink needs of the ERP idempotency ledger (:mod:`sinks.erp_ledger`)."""
+
+    def claim(self, idempotency_key: str) -> str: ...
+
+    def mark_posted(self, idempotency_key: str, response: str) -> None: ...
 
 
 class DeliveryError(RuntimeError):
@@ -117,17 +125,31 @@ def record_key(record: dict[str, Any]) -> bytes | None:
 
 
 class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
-    def __init__(self, bootstrap: str, prefix: str, overrides: dict[str, Any]) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, overrides: dict[str, Any], ledger: Ledger | None
+    ) -> None:
         self._producer = DeliveryTracker(bootstrap, **overrides)
         self._prefix = prefix
+        self._ledger = ledger
+        self.suppressed = 0  # journals not sent again: their key was posted before
 
     def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        claimed: list[str] = []
         for stem, record in items:
+            if stem == "erp_postings" and self._ledger is not None:
+                key = record["idempotency_key"]
+                if self._ledger.claim(key) == "posted":
+                    self.suppressed += 1
+                    continue
+                claimed.append(key)
             topic = f"{self._prefix}.{TOPIC_OF_STEM[stem]}"
             self._producer.send(topic, record_key(record), orjson.dumps(record))
         # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
         # (and recovery replays from the last snapshot) instead of losing records.
         self._producer.flush()
+        for key in claimed:
+            if self._ledger is not None:
+                self._ledger.mark_posted(key, "acknowledged by the erp-postings topic")
 
     def close(self) -> None:
         self._producer.flush()
@@ -136,13 +158,21 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
 class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
     """``(stem, record)`` pairs to ``<prefix>.<topic>``; each worker produces its own."""
 
-    def __init__(self, bootstrap: str, prefix: str, **overrides: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        *,
+        ledger: Ledger | None = None,
+        producer: dict[str, Any] | None = None,
+    ) -> None:
         self._bootstrap = bootstrap
         self._prefix = prefix
-        self._overrides = overrides  # producer settings (librdkafka names)
+        self._ledger = ledger  # journals: each idempotency key once, ever (sinks.erp_ledger)
+        self._overrides = producer or {}  # producer settings (librdkafka names)
 
     def topics(self) -> list[str]:
         return [f"{self._prefix}.{t}" for t in TOPIC_OF_STEM.values()]
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecordPartition:
-        return _RecordPartition(self._bootstrap, self._prefix, self._overrides)
+        return _RecordPartition(self._bootstrap, self._prefix, self._overrides, self._ledger)

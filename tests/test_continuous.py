@@ -23,11 +23,12 @@ from dataflows.reconcile import FlowConfig, reconcile_stream
 from remitflow.cli import main
 from remitflow.config import load_config
 from remitflow.settings import Topics
+from sinks.erp_ledger import IdempotencyLedger
 from sinks.kafka import KafkaRecordSink, ensure_topics
 from sources.detect import expand_paths
 from sources.synthetic import generate_dataset
 from tests.test_ingest import consume_all
-from tests.test_services_smoke import BOOTSTRAP, _servers_wanted
+from tests.test_services_smoke import BOOTSTRAP, REDIS_URL, _servers_wanted
 
 pytestmark = [
     pytest.mark.services,
@@ -109,11 +110,11 @@ def test_kafka_outcomes_equal_the_embedded_outcomes_and_poison_is_dead_lettered(
     ]
 
 
-def test_remitflow_run_until_end_and_again_from_recovery(
+def test_run_resume_and_replay_never_post_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
     """`remitflow run --until-end` gives the embedded outcomes; a second run, resumed from its
-    recovery store, reads nothing new and emits nothing again."""
+    recovery store, emits nothing again; a replay from the start posts no journal twice."""
     data = tmp_path / "data"
     generate_dataset(data, hospitals=1, payers=3, days=4, seed=4)
     refdata, settings = load_config(data / "refdata.toml")
@@ -137,5 +138,20 @@ def test_remitflow_run_until_end_and_again_from_recovery(
     assert view([orjson.loads(v) for _, v in first]) == view(expected)
     assert main(run) == 0
     again = consume_all(f"{prefix}.matched", len(expected) + 1, timeout_s=8)
-    assert len(again) == len(expected)  # nothing posted or matched twice
+    assert len(again) == len(expected)  # resumed: nothing matched twice
+    journals = read(embedded / "erp_postings.jsonl")
+    posted = consume_all(f"{prefix}.erp-postings", len(journals))
+    assert len(posted) == len(journals) > 0
+
+    # An operator's replay from the start, with a fresh recovery store: outcomes are
+    # regenerated, but no journal is posted twice, and the ledger holds each key once.
+    assert main(["replay", "--from-offset", "earliest", "--config", config_path]) == 0
+    regenerated = consume_all(f"{prefix}.matched", 2 * len(expected))
+    assert len(regenerated) == 2 * len(expected)
+    posted_again = consume_all(f"{prefix}.erp-postings", len(journals) + 1, timeout_s=8)
+    assert len(posted_again) == len(journals)
+    ledger = IdempotencyLedger(REDIS_URL, prefix)
+    keys = {j["idempotency_key"] for j in journals}
+    assert set(ledger.keys()) == keys
+    assert all((ledger.status(k) or {}).get("status") == "posted" for k in keys)
     capsysbinary.readouterr()

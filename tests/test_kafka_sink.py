@@ -68,7 +68,7 @@ def test_the_kafka_sink_carries_the_same_records_as_the_files(tmp_path: Path) ->
 def test_a_record_the_broker_refuses_stops_the_sink_loudly() -> None:
     # Topics never created (the broker does not create them): refused within the timeout.
     sink = KafkaRecordSink(
-        BOOTSTRAP, f"missing-{uuid.uuid4().hex[:10]}", **{"message.timeout.ms": 3000}
+        BOOTSTRAP, f"missing-{uuid.uuid4().hex[:10]}", producer={"message.timeout.ms": 3000}
     )
     part = sink.build("out", 0, 1)
     with pytest.raises(DeliveryError):
