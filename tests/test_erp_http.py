@@ -1,0 +1,148 @@
+"""The HTTP ERP adapter against a recording ERP test server on loopback."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from remitflow.cli import main
+from sinks.erp_http import HttpErpAdapter, PostingFailed, RetryPolicy
+from tests.conftest import SAMPLES
+
+
+class RecordingErp:
+    """Accepts each idempotency key once (409 afterwards); can fail the first N tries."""
+
+    def __init__(self, fail_first: int = 0, status: int = 503, retry_after: str = "0") -> None:
+        self.fail_first = fail_first
+        self.status = status
+        self.retry_after = retry_after
+        self.requests: Counter[str] = Counter()
+        self.accepted: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def handle(self, key: str, body: bytes) -> tuple[int, dict[str, str]]:
+        with self.lock:
+            self.requests[key] += 1
+            if self.requests[key] <= self.fail_first:
+                return self.status, {"Retry-After": self.retry_after}
+            if key in self.accepted:
+                return 409, {}
+            self.accepted[key] = orjson.loads(body)
+            return 201, {}
+
+
+@pytest.fixture
+def erp() -> Iterator[tuple[RecordingErp, str]]:
+    state = RecordingErp()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            status, headers = state.handle(self.headers["Idempotency-Key"], body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state, f"http://127.0.0.1:{server.server_address[1]}/journals"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def journals(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    out = tmp_path_factory.mktemp("erp")
+    assert (
+        main(
+            [
+                "reconcile",
+                "--remittances",
+                str(SAMPLES / "LinuxForHealth-x12__managed-care.835"),
+                str(SAMPLES / "LinuxForHealth-x12__medicare-part-a.835"),
+                "--bank",
+                str(SAMPLES / "synthetic__bai2_hcclaimpmt_ach.bai2"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    lines = (Path(out) / "erp_postings.jsonl").read_bytes().splitlines()
+    return [orjson.loads(line) for line in lines]
+
+
+def test_every_journal_posted_once_through_failures_and_replays(
+    erp: tuple[RecordingErp, str], journals: list[dict[str, Any]]
+) -> None:
+    state, url = erp
+    state.fail_first = 2  # two 503s per key before the ERP takes it
+    waits: list[float] = []
+    adapter = HttpErpAdapter(url, policy=RetryPolicy(max_attempts=5), sleep=waits.append)
+    for journal in journals:
+        assert adapter.post(journal).startswith("201")
+    for journal in journals:  # replayed: the ERP answers 409, which is success
+        assert adapter.post(journal).startswith("409")
+    assert set(state.accepted) == {j["idempotency_key"] for j in journals}
+    assert len(waits) == 2 * len(journals)
+    for posted in state.accepted.values():
+        lines = posted["lines"]
+        assert sum(Decimal(x["debit"]) for x in lines) == sum(Decimal(x["credit"]) for x in lines)
+    adapter.close()
+
+
+def test_retry_after_is_honoured_and_the_budget_ends_in_posting_failed(
+    erp: tuple[RecordingErp, str], journals: list[dict[str, Any]]
+) -> None:
+    state, url = erp
+    state.fail_first, state.status, state.retry_after = 99, 429, "3"
+    waits: list[float] = []
+    adapter = HttpErpAdapter(
+        url, policy=RetryPolicy(max_attempts=3, base_s=0.01, budget_s=60), sleep=waits.append
+    )
+    with pytest.raises(PostingFailed, match="after 3 attempt"):
+        adapter.post(journals[0])
+    assert waits == [3.0, 3.0]  # Retry-After wins over the (shorter) backoff
+    assert state.accepted == {}
+
+
+def test_a_refusal_is_not_retried(
+    erp: tuple[RecordingErp, str], journals: list[dict[str, Any]]
+) -> None:
+    state, url = erp
+    state.fail_first, state.status = 1, 400
+    adapter = HttpErpAdapter(url, sleep=lambda _: None)
+    with pytest.raises(PostingFailed, match="HTTP 400"):
+        adapter.post(journals[0])
+    assert state.requests[journals[0]["idempotency_key"]] == 1
+
+
+def test_an_unreachable_erp_is_retried_then_fails() -> None:
+    waits: list[float] = []
+    adapter = HttpErpAdapter(
+        "http://127.0.0.1:1/journals",
+        policy=RetryPolicy(max_attempts=3, base_s=0.01),
+        sleep=waits.append,
+        timeout_s=1,
+    )
+    with pytest.raises(PostingFailed, match="transport error"):
+        adapter.post({"idempotency_key": "k", "lines": []})
+    assert len(waits) == 2
