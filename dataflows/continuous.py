@@ -37,7 +37,13 @@ def kafka_flow(
         starting_offset=starting_offset,
     )
     ledger = IdempotencyLedger(settings.redis_url, settings.topic_prefix)
-    sink = KafkaRecordSink(settings.kafka_bootstrap, settings.topic_prefix, ledger=ledger)
+    sink = KafkaRecordSink(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        ledger=ledger,
+        erp_url=settings.erp_url,
+        erp_token=settings.erp_token,
+    )
     reconcile_stream(parsed, sink, config)
     return flow
 

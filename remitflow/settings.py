@@ -18,6 +18,8 @@ class Settings:
     api_port: int = 8080
     api_tokens: tuple[str, ...] = field(default_factory=tuple)
     partitions: int = 4  # of topics remitflow creates
+    erp_url: str | None = None  # journals over HTTP; unset: to the erp-postings topic
+    erp_token: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -32,6 +34,8 @@ class Settings:
             api_port=int(e.get("REMITFLOW_API_PORT", d.api_port)),
             api_tokens=tuple(t for t in e.get("REMITFLOW_API_TOKENS", "").split(",") if t),
             partitions=int(e.get("REMITFLOW_TOPIC_PARTITIONS", d.partitions)),
+            erp_url=e.get("REMITFLOW_ERP_URL") or None,
+            erp_token=e.get("REMITFLOW_ERP_TOKEN") or None,
         )
 
 

@@ -20,6 +20,9 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 # NewTopic is confluent_kafka.admin's public name; its stub does not list the re-export.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from remitflow.events import Source
+from remitflow.records import DeadLetter
+
 
 class Ledger(Protocol):
     """What the sink needs of the ERP idempotency ledger (:mod:`sinks.erp_ledger`)."""
@@ -27,6 +30,12 @@ class Ledger(Protocol):
     def claim(self, idempotency_key: str) -> str: ...
 
     def mark_posted(self, idempotency_key: str, response: str) -> None: ...
+
+
+class ErpAdapter(Protocol):
+    """Posts one journal; returns the ERP's acknowledgement, raises when it will not take it."""
+
+    def post(self, journal: dict[str, Any]) -> str: ...
 
 
 class DeliveryError(RuntimeError):
@@ -126,12 +135,22 @@ def record_key(record: dict[str, Any]) -> bytes | None:
 
 class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
     def __init__(
-        self, bootstrap: str, prefix: str, overrides: dict[str, Any], ledger: Ledger | None
+        self,
+        bootstrap: str,
+        prefix: str,
+        overrides: dict[str, Any],
+        ledger: Ledger | None,
+        erp: ErpAdapter | None,
     ) -> None:
         self._producer = DeliveryTracker(bootstrap, **overrides)
         self._prefix = prefix
         self._ledger = ledger
+        self._erp = erp
         self.suppressed = 0  # journals not sent again: their key was posted before
+
+    def _send(self, stem: str, record: dict[str, Any]) -> None:
+        topic = f"{self._prefix}.{TOPIC_OF_STEM[stem]}"
+        self._producer.send(topic, record_key(record), orjson.dumps(record))
 
     def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         claimed: list[str] = []
@@ -141,15 +160,32 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
                 if self._ledger.claim(key) == "posted":
                     self.suppressed += 1
                     continue
+                if self._erp is not None:  # the HTTP adapter instead of the topic
+                    self._post(key, record)
+                    continue
                 claimed.append(key)
-            topic = f"{self._prefix}.{TOPIC_OF_STEM[stem]}"
-            self._producer.send(topic, record_key(record), orjson.dumps(record))
+            self._send(stem, record)
         # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
         # (and recovery replays from the last snapshot) instead of losing records.
         self._producer.flush()
         for key in claimed:
             if self._ledger is not None:
                 self._ledger.mark_posted(key, "acknowledged by the erp-postings topic")
+
+    def _post(self, key: str, journal: dict[str, Any]) -> None:
+        assert self._erp is not None and self._ledger is not None
+        try:
+            response = self._erp.post(journal)
+        except RuntimeError as exc:  # PostingFailed: the budget is spent; the operator decides
+            letter = DeadLetter.of(
+                "post",
+                str(exc),
+                Source(system="erp", file=None, record=journal.get("case_id"), offset=None),
+                orjson.dumps(journal),
+            )
+            self._send("dead_letter", letter.model_dump(mode="json"))
+            return
+        self._ledger.mark_posted(key, response)
 
     def close(self) -> None:
         self._producer.flush()
@@ -165,9 +201,13 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         *,
         ledger: Ledger | None = None,
         producer: dict[str, Any] | None = None,
+        erp_url: str | None = None,
+        erp_token: str | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._prefix = prefix
+        self._erp_url = erp_url  # journals over HTTP (sinks.erp_http) instead of the topic
+        self._erp_token = erp_token
         self._ledger = ledger  # journals: each idempotency key once, ever (sinks.erp_ledger)
         self._overrides = producer or {}  # producer settings (librdkafka names)
 
@@ -175,4 +215,9 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         return [f"{self._prefix}.{t}" for t in TOPIC_OF_STEM.values()]
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RecordPartition:
-        return _RecordPartition(self._bootstrap, self._prefix, self._overrides, self._ledger)
+        erp = None
+        if self._erp_url:
+            from sinks.erp_http import HttpErpAdapter
+
+            erp = HttpErpAdapter(self._erp_url, token=self._erp_token)
+        return _RecordPartition(self._bootstrap, self._prefix, self._overrides, self._ledger, erp)

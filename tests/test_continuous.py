@@ -27,6 +27,7 @@ from sinks.erp_ledger import IdempotencyLedger
 from sinks.kafka import KafkaRecordSink, ensure_topics
 from sources.detect import expand_paths
 from sources.synthetic import generate_dataset
+from tests.conftest import RecordingErp
 from tests.test_ingest import consume_all
 from tests.test_services_smoke import BOOTSTRAP, REDIS_URL, _servers_wanted
 
@@ -154,4 +155,33 @@ def test_run_resume_and_replay_never_post_twice(
     keys = {j["idempotency_key"] for j in journals}
     assert set(ledger.keys()) == keys
     assert all((ledger.status(k) or {}).get("status") == "posted" for k in keys)
+    capsysbinary.readouterr()
+
+
+def test_journals_go_to_an_http_erp_once_whatever_is_replayed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    erp: tuple[RecordingErp, str],
+) -> None:
+    state, url = erp
+    state.fail_first = 1  # every key meets one 503 first
+    data = tmp_path / "data"
+    generate_dataset(data, hospitals=1, payers=3, days=4, seed=6)
+    prefix = f"http-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("REMITFLOW_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("REMITFLOW_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    monkeypatch.setenv("REMITFLOW_RECOVERY_DIR", str(tmp_path / "recovery"))
+    monkeypatch.setenv("REMITFLOW_ERP_URL", url)
+    config_path = str(data / "refdata.toml")
+    for kind, folder in (("remittance", "remittances"), ("bank", "bank"), ("posting", "postings")):
+        assert main(["ingest", "--kind", kind, str(data / folder), "--config", config_path]) == 0
+    assert main(["run", "--until-end", "--config", config_path]) == 0
+    accepted = dict(state.accepted)
+    assert accepted
+    assert all(n == 2 for n in state.requests.values())  # one 503, then accepted
+    assert main(["replay", "--from-offset", "earliest", "--config", config_path]) == 0
+    assert state.accepted == accepted  # nothing posted twice
+    assert all(n == 2 for n in state.requests.values())  # the ledger sent nothing again
+    assert consume_all(f"{prefix}.erp-postings", 1, timeout_s=3) == []  # HTTP replaced it
     capsysbinary.readouterr()

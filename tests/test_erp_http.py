@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
-from collections.abc import Iterator
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,57 +11,7 @@ import pytest
 
 from remitflow.cli import main
 from sinks.erp_http import HttpErpAdapter, PostingFailed, RetryPolicy
-from tests.conftest import SAMPLES
-
-
-class RecordingErp:
-    """Accepts each idempotency key once (409 afterwards); can fail the first N tries."""
-
-    def __init__(self, fail_first: int = 0, status: int = 503, retry_after: str = "0") -> None:
-        self.fail_first = fail_first
-        self.status = status
-        self.retry_after = retry_after
-        self.requests: Counter[str] = Counter()
-        self.accepted: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
-
-    def handle(self, key: str, body: bytes) -> tuple[int, dict[str, str]]:
-        with self.lock:
-            self.requests[key] += 1
-            if self.requests[key] <= self.fail_first:
-                return self.status, {"Retry-After": self.retry_after}
-            if key in self.accepted:
-                return 409, {}
-            self.accepted[key] = orjson.loads(body)
-            return 201, {}
-
-
-@pytest.fixture
-def erp() -> Iterator[tuple[RecordingErp, str]]:
-    state = RecordingErp()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            status, headers = state.handle(self.headers["Idempotency-Key"], body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state, f"http://127.0.0.1:{server.server_address[1]}/journals"
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.conftest import SAMPLES, RecordingErp
 
 
 @pytest.fixture(scope="module")
