@@ -62,13 +62,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(day: date) -> str:
-    return midnight_utc(day).isoformat()
-
-
-# -- match -------------------------------------------------------------------------------------
-
-
 class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
     """Values are routed items and ticks (merged streams are untyped in Bytewax)."""
 

@@ -65,10 +65,8 @@ class Router:
 
 def _not_payer_cash(event: BankTransaction, currency: str) -> str | None:
     """Why a bank line cannot be a payer's payment (its audit rule), or None when it can be."""
-    if event.direction != "credit":
-        return event.category if event.category not in PAYER_CASH_CATEGORIES else "debit"
-    if event.category not in PAYER_CASH_CATEGORIES:
-        return event.category
+    if not event.is_payer_cash:  # money out, sweeps, fees: a debit is never payer cash
+        return "debit" if event.category in PAYER_CASH_CATEGORIES else event.category
     if event.amount <= 0:
         return "return"  # a credit of zero or less is a correction, never cash received
     if event.currency is not None and event.currency != currency:

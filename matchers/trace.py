@@ -10,7 +10,7 @@ equal amount: anything else (two candidates, a different amount) is left for a l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from matchers.base import Candidates, Decision
 from state.items import OpenItem
@@ -108,7 +108,3 @@ class TraceSingleFit:
                     )
                     break
         return out
-
-
-def consumed(decisions: Iterable[Decision]) -> set[str]:
-    return {i.event_id for dec in decisions for i in dec.items}

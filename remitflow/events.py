@@ -204,10 +204,6 @@ def event_from_json(data: bytes | str) -> Remittance | BankTransaction | Posting
     return _EVENT_ADAPTER.validate_python(orjson.loads(data))
 
 
-def event_from_dict(data: dict[str, Any]) -> Remittance | BankTransaction | Posting:
-    return _EVENT_ADAPTER.validate_python(data)
-
-
 def midnight_utc(day: date) -> datetime:
     """Event time of a business date: its start in UTC (dates in these formats carry no zone)."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC)

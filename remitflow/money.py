@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 CENT = Decimal("0.01")
 ZERO = Decimal(0)
@@ -10,20 +10,6 @@ ZERO = Decimal(0)
 
 class AmountError(ValueError):
     """An amount field that is not a number."""
-
-
-def parse_decimal(text: str) -> Decimal:
-    """X12 R-type: optional sign, explicit decimal point (``945``, ``945.00``, ``-1.27``)."""
-    s = text.strip()
-    if not s:
-        raise AmountError("empty amount")
-    try:
-        d = Decimal(s)
-    except InvalidOperation:
-        raise AmountError(f"not a number: {s[:20]!r}") from None
-    if not d.is_finite():
-        raise AmountError(f"not a finite number: {s[:20]!r}")
-    return d
 
 
 MAX_DIGITS = 15  # ten trillion dollars and cents: more is not a payment, it is damage

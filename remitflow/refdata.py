@@ -189,7 +189,3 @@ def parse_reference_data(doc: dict[str, Any], where: str | Path = "<memory>") ->
 def example_reference_data_path() -> Path:
     """The shipped example (the network `remitflow demo` generates)."""
     return Path(str(resources.files("remitflow") / "data" / "refdata.example.toml"))
-
-
-def empty_reference_data() -> ReferenceData:
-    return ReferenceData()
