@@ -52,72 +52,44 @@ def test_payer_id_with_and_without_the_leading_one_even_when_the_ein_starts_with
     assert ref.payer_for_id("042452600") is not None
 
 
-def reconcile(tmp_path: Path, *paths: str, bank: list[Path]) -> int:
-    return main(
-        [
-            "reconcile",
-            "--remittances",
-            *paths,
-            "--bank",
-            *map(str, bank),
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
+MANAGED_CARE = str(SAMPLES / "LinuxForHealth-x12__managed-care.835")
+
+
+def reconcile(out: Path, *remittances: str, bank: list[Path]) -> int:
+    args = ["reconcile", "--remittances", *remittances, "--bank", *map(str, bank)]
+    return main([*args, "--out", str(out)])
+
+
+def against_era(tmp_path: Path, name: str, bank_file: bytes) -> set[tuple[str, str]]:
+    """Reconcile managed-care.835 with ``bank_file``; the (outcome, rule) pairs of the audit."""
+    (tmp_path / name).write_bytes(bank_file)
+    assert reconcile(tmp_path / "out", MANAGED_CARE, bank=[tmp_path / name]) == 0
+    return {(a["outcome"], a["rule"]) for a in read(tmp_path / "out" / "audit.jsonl")}
 
 
 def test_foreign_currency_cash_never_matches_a_dollar_era(tmp_path: Path) -> None:
     xml = sample_bytes("synthetic__camt053_us_ach_hcclaimpmt.xml").replace(
         b'Ccy="USD"', b'Ccy="EUR"'
     )
-    (tmp_path / "eur.xml").write_bytes(xml)
-    assert (
-        reconcile(
-            tmp_path,
-            str(SAMPLES / "LinuxForHealth-x12__managed-care.835"),
-            bank=[tmp_path / "eur.xml"],
-        )
-        == 0
-    )
+    audit = against_era(tmp_path, "eur.xml", xml)
     assert read(tmp_path / "out" / "matched.jsonl") == []
-    audit = read(tmp_path / "out" / "audit.jsonl")
-    assert ("not_payer_cash", "foreign_currency") in {(a["outcome"], a["rule"]) for a in audit}
+    assert ("not_payer_cash", "foreign_currency") in audit
 
 
 def test_a_negative_credit_is_not_cash_received(tmp_path: Path) -> None:
     bai = sample_bytes("synthetic__bai2_hcclaimpmt_ach.bai2").replace(
         b"16,165,94500,", b"16,165,-94500,"
     )
-    (tmp_path / "neg.bai2").write_bytes(bai)
-    assert (
-        reconcile(
-            tmp_path,
-            str(SAMPLES / "LinuxForHealth-x12__managed-care.835"),
-            bank=[tmp_path / "neg.bai2"],
-        )
-        == 0
-    )
+    audit = against_era(tmp_path, "neg.bai2", bai)
     assert read(tmp_path / "out" / "erp_postings.jsonl") == []
-    audit = read(tmp_path / "out" / "audit.jsonl")
-    assert ("not_payer_cash", "return") in {(a["outcome"], a["rule"]) for a in audit}
+    assert ("not_payer_cash", "return") in audit
 
 
 def test_the_output_folder_keeps_files_that_are_not_ours(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.jsonl").write_text("{}\n")
-    code = main(
-        [
-            "reconcile",
-            "--remittances",
-            str(SAMPLES / "LinuxForHealth-x12__managed-care.835"),
-            "--bank",
-            str(SAMPLES / "synthetic__bai2_hcclaimpmt_ach.bai2"),
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
+    assert reconcile(out, MANAGED_CARE, bank=[SAMPLES / "synthetic__bai2_hcclaimpmt_ach.bai2"]) == 0
     assert (out / "notes.jsonl").read_text() == "{}\n"
 
 
