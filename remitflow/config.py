@@ -7,6 +7,7 @@ tolerance, payer-name score, subset bounds); every other table is reference data
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,7 +21,10 @@ class ConfigError(ValueError):
     """The configuration file is unusable; the message says where."""
 
 
-def load_config(path: str | Path | None) -> tuple[ReferenceData, MatchSettings]:
+Config = tuple[ReferenceData, MatchSettings]
+
+
+def load_config(path: str | Path | None) -> Config:
     if path is None:
         return ReferenceData(), MatchSettings()
     p = Path(path)
@@ -28,14 +32,28 @@ def load_config(path: str | Path | None) -> tuple[ReferenceData, MatchSettings]:
         doc = read_toml(p, "configuration")
     except ReferenceDataError as exc:
         raise ConfigError(str(exc)) from None
+    return parse_config(doc, p)
+
+
+def parse_config_text(text: str, where: str | Path) -> Config:
+    """The same checks as :func:`load_config`, on a document kept elsewhere (Redis)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration {where} is not valid TOML: {exc}") from None
+    return parse_config(doc, where)
+
+
+def parse_config(doc: dict[str, Any], where: str | Path) -> Config:
+    doc = dict(doc)
     matching = doc.pop("matching", {})
     if not isinstance(matching, dict):
-        raise ConfigError(f"configuration {p}: [matching] must be a table")
+        raise ConfigError(f"configuration {where}: [matching] must be a table")
     try:
-        refdata = parse_reference_data(doc, p)
+        refdata = parse_reference_data(doc, where)
     except ReferenceDataError as exc:
         raise ConfigError(str(exc)) from None
-    return refdata, _settings(matching, p)
+    return refdata, _settings(matching, where)
 
 
 # Sane ranges: a value outside them is a typo, not a policy (and some would stall the flow).
@@ -50,7 +68,7 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
-def _settings(table: dict[str, Any], path: Path) -> MatchSettings:
+def _settings(table: dict[str, Any], path: str | Path) -> MatchSettings:
     known = {f.name for f in fields(MatchSettings)}
     defaults = MatchSettings()
     values: dict[str, Any] = {}
