@@ -10,11 +10,11 @@ running.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
-from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from remitflow.events import Source, event_from_json
 from remitflow.records import DeadLetter
 from sources.base import Parsed
+from sources.kafka import KafkaInput
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
 
@@ -49,10 +50,16 @@ def decode(msg: Message) -> Parsed:
     return DeadLetter.of("validate", reason, _origin(msg), payload)
 
 
-def _consumer_error(err: KafkaError[Any, Any]) -> Parsed:
-    return DeadLetter.of(
-        "validate", f"consumer error: {err.err.str()}", _origin(err.msg), err.msg.value or b""
-    )
+def decode_or_error(item: Message | KafkaError[Any, Any]) -> Parsed:
+    """A consumer error (bytewax passes them in the stream) is a dead letter too."""
+    if isinstance(item, KafkaError):
+        return DeadLetter.of(
+            "validate",
+            f"consumer error: {item.err.str()}",
+            _origin(item.msg),
+            item.msg.value or b"",
+        )
+    return decode(item)
 
 
 def kafka_parsed(
@@ -62,18 +69,21 @@ def kafka_parsed(
     topics: list[str],
     tail: bool,
     starting_offset: int = OFFSET_BEGINNING,
-    group: str = "remitflow",
+    starts: Mapping[str, int] | None = None,
 ) -> Stream[Parsed]:
-    """Parsed items from ``topics``; with ``tail=False`` the stream ends at the topics' end."""
-    split = kop.input(
-        "kafka_in",
-        flow,
-        brokers=bootstrap.split(","),
-        topics=topics,
-        tail=tail,
-        starting_offset=starting_offset,
-        add_config={"group.id": group},
+    """Parsed items from ``topics``; with ``tail=False`` the stream ends at the topics' end.
+
+    A partition with no recovery snapshot starts at ``starts[<partition>-<topic>]`` when
+    given, else at ``starting_offset``; SIGTERM ends every partition (:mod:`remitflow.shutdown`).
+    """
+    source = KafkaInput(
+        bootstrap.split(","),
+        topics,
+        tail,
+        starting_offset,
+        None,  # offsets live in Bytewax's recovery store, not in a consumer group
+        raise_on_errors=False,  # consumer errors become dead letters instead
+        starts=starts,
     )
-    oks = op.map("decode", split.oks, decode)
-    errs = op.map("consumer_errors", split.errs, _consumer_error)
-    return op.merge("inputs", oks, errs)
+    messages = op.input("kafka_in", flow, source)
+    return op.map("decode", messages, decode_or_error)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing
+import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -19,6 +21,8 @@ from typing import Any
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
+
+from remitflow import shutdown
 
 FlowFactory = Callable[..., Dataflow]
 
@@ -66,7 +70,10 @@ def _worker(
     proc_id: int,
     recovery_dir: Path | None,
     epoch_interval: timedelta | None,
+    graceful: bool,
 ) -> None:
+    if graceful:
+        shutdown.install(worker=True)
     with throughput_gc():
         cluster_main(
             factory(*args),
@@ -84,9 +91,16 @@ def execute(
     workers: int = 1,
     recovery_dir: Path | None = None,
     epoch_interval: timedelta | None = None,
+    graceful: bool = False,
 ) -> None:
-    """Build ``factory(*args)`` and run it to its end on ``workers`` processes."""
+    """Build ``factory(*args)`` and run it to its end on ``workers`` processes.
+
+    ``graceful``: SIGTERM and Ctrl-C end the input (:mod:`remitflow.shutdown`), in this process
+    and in every worker process, and the dataflow finishes with a last snapshot.
+    """
     recovery = recovery_config(recovery_dir, workers)
+    if graceful:
+        shutdown.install()
     if workers <= 1:
         with throughput_gc():
             run_main(factory(*args), epoch_interval=epoch_interval, recovery_config=recovery)
@@ -95,13 +109,28 @@ def execute(
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
-            target=_worker, args=(factory, args, addresses, i, recovery_dir, epoch_interval)
+            target=_worker,
+            args=(factory, args, addresses, i, recovery_dir, epoch_interval, graceful),
         )
         for i in range(workers)
     ]
     for p in procs:
         p.start()
+    forwarded = False
+    while any(p.is_alive() for p in procs):
+        if graceful and shutdown.requested() and not forwarded:
+            forwarded = True  # each worker stops its own input partitions
+            for p in procs:
+                if p.pid is not None and p.is_alive():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.join(timeout=0.2)
+        if any(p.exitcode not in (None, 0) for p in procs):
+            break  # one worker failed: the cluster cannot finish; stop the others
     for p in procs:
+        if p.is_alive():
+            p.terminate()
         p.join()
     failed = [p.exitcode for p in procs if p.exitcode != 0]
     if failed:
