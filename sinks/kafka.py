@@ -32,6 +32,12 @@ class Ledger(Protocol):
     def mark_posted(self, idempotency_key: str, response: str) -> None: ...
 
 
+class CaseWriter(Protocol):
+    """What the sink needs of the case index (:mod:`state.case_index`)."""
+
+    def apply(self, records: Iterable[tuple[str, dict[str, Any]]]) -> int: ...
+
+
 class ErpAdapter(Protocol):
     """Posts one journal; returns the ERP's acknowledgement, raises when it will not take it."""
 
@@ -141,11 +147,13 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         overrides: dict[str, Any],
         ledger: Ledger | None,
         erp: ErpAdapter | None,
+        cases: CaseWriter | None,
     ) -> None:
         self._producer = DeliveryTracker(bootstrap, **overrides)
         self._prefix = prefix
         self._ledger = ledger
         self._erp = erp
+        self._cases = cases
         self.suppressed = 0  # journals not sent again: their key was posted before
 
     def _send(self, stem: str, record: dict[str, Any]) -> None:
@@ -171,6 +179,8 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         for key in claimed:
             if self._ledger is not None:
                 self._ledger.mark_posted(key, "acknowledged by the erp-postings topic")
+        if self._cases is not None:  # after the topics have the records: they are the truth
+            self._cases.apply(items)
 
     def _post(self, key: str, journal: dict[str, Any]) -> None:
         assert self._erp is not None and self._ledger is not None
@@ -200,6 +210,7 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         prefix: str,
         *,
         ledger: Ledger | None = None,
+        cases: CaseWriter | None = None,
         producer: dict[str, Any] | None = None,
         erp_url: str | None = None,
         erp_token: str | None = None,
@@ -209,6 +220,7 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         self._erp_url = erp_url  # journals over HTTP (sinks.erp_http) instead of the topic
         self._erp_token = erp_token
         self._ledger = ledger  # journals: each idempotency key once, ever (sinks.erp_ledger)
+        self._cases = cases  # where each case stands, by case id and trace (state.case_index)
         self._overrides = producer or {}  # producer settings (librdkafka names)
 
     def topics(self) -> list[str]:
@@ -220,4 +232,6 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
             from sinks.erp_http import HttpErpAdapter
 
             erp = HttpErpAdapter(self._erp_url, token=self._erp_token)
-        return _RecordPartition(self._bootstrap, self._prefix, self._overrides, self._ledger, erp)
+        return _RecordPartition(
+            self._bootstrap, self._prefix, self._overrides, self._ledger, erp, self._cases
+        )
