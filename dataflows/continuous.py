@@ -1,15 +1,25 @@
 """Continuous mode: the reconciliation dataflow from the Kafka input topics to the output topics.
 
-``until_end`` reads the input topics to their current end and stops, with the embedded mode's
-semantics (every rule decides at the end, so the outcomes equal ``reconcile`` on the same
-data); otherwise it tails the topics forever, deciding certain pairs on arrival and the rest as
-event time passes. Recovery is always on: a stopped or killed run resumes from its last
-snapshot. Journals pass the Redis idempotency ledger, so neither what recovery replays since
-that snapshot nor an operator's replay of whole topics posts a journal twice.
+Three ways to run it, one graph:
+
+* ``run`` tails the topics forever with continuous semantics: certain pairs are decided on
+  arrival, the rest as event time passes; nothing is decided just because input paused.
+* ``run --until-end`` reads to the topics' current end with the embedded mode's semantics
+  (everything still open is decided at the end), so its outcomes equal ``reconcile`` on the
+  same files: the end-to-end check, and a month-end close.
+* ``replay`` reads from an offset or a time to the current end with a fresh recovery store and
+  continuous semantics, then stops: it regenerates what event time decided and leaves the
+  still-open items to the live run, which holds them too (``--final`` decides them as well).
+
+Recovery is always on: a stopped or killed run resumes from its last snapshot. Journals pass the
+Redis idempotency ledger, so neither what recovery replays since that snapshot nor an operator's
+replay of whole topics posts a journal twice; every record also updates the Redis case index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,25 +32,35 @@ from dataflows.runner import execute
 from remitflow.settings import Settings, Topics
 from sinks.erp_ledger import IdempotencyLedger
 from sinks.kafka import KafkaRecordSink, ensure_topics
+from state.case_index import CaseIndex
 
 
-def kafka_flow(
-    settings: Settings, config: FlowConfig, until_end: bool, starting_offset: int
-) -> Dataflow:
+@dataclass(frozen=True)
+class Reading:
+    """How the input topics are read: forever or to their current end, and from where."""
+
+    tail: bool  # wait for new messages at the end (run) or stop there (until-end, replay)
+    final: bool = False  # at the end, decide everything still open (the embedded semantics)
+    starting_offset: int = OFFSET_BEGINNING  # partitions with no snapshot start here ...
+    starts: Mapping[str, int] | None = None  # ... or here, per "<partition>-<topic>"
+
+
+def kafka_flow(settings: Settings, config: FlowConfig, reading: Reading) -> Dataflow:
     topics = Topics(settings.topic_prefix)
     flow = Dataflow("remitflow")
     parsed = kafka_parsed(
         flow,
         bootstrap=settings.kafka_bootstrap,
         topics=list(topics.inputs),
-        tail=not until_end,
-        starting_offset=starting_offset,
+        tail=reading.tail,
+        starting_offset=reading.starting_offset,
+        starts=reading.starts,
     )
-    ledger = IdempotencyLedger(settings.redis_url, settings.topic_prefix)
     sink = KafkaRecordSink(
         settings.kafka_bootstrap,
         settings.topic_prefix,
-        ledger=ledger,
+        ledger=IdempotencyLedger(settings.redis_url, settings.topic_prefix),
+        cases=CaseIndex(settings.redis_url, settings.topic_prefix),
         erp_url=settings.erp_url,
         erp_token=settings.erp_token,
     )
@@ -51,22 +71,21 @@ def kafka_flow(
 def run_continuous(
     settings: Settings,
     config: FlowConfig,
+    reading: Reading,
     *,
-    until_end: bool,
     processes: int = 1,
     epoch_interval: timedelta = timedelta(seconds=5),
-    starting_offset: int = OFFSET_BEGINNING,
     recovery_dir: Path | None = None,
 ) -> None:
-    """Run to the end (``until_end``) or forever; a replay passes a fresh ``recovery_dir``."""
+    """Run until the input ends (or forever when tailing); SIGTERM ends it cleanly."""
     topics = Topics(settings.topic_prefix)
     sink = KafkaRecordSink(settings.kafka_bootstrap, settings.topic_prefix)
     ensure_topics(settings.kafka_bootstrap, [*topics.inputs, *sink.topics()], settings.partitions)
-    flow_config = FlowConfig(config.refdata, config.settings, continuous=not until_end)
     execute(
         kafka_flow,
-        (settings, flow_config, until_end, starting_offset),
+        (settings, replace(config, continuous=not reading.final), reading),
         workers=processes,
         recovery_dir=recovery_dir or settings.recovery_dir,
         epoch_interval=epoch_interval,
+        graceful=True,
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
@@ -56,6 +56,12 @@ class FlowConfig:
     refdata: ReferenceData = field(default_factory=ReferenceData)
     settings: MatchSettings = field(default_factory=MatchSettings)
     continuous: bool = False  # tick as event time advances (Kafka) or only at end (files)
+    # Continuous mode only (wall clock, since confirmations carry the ERP's clock, not ours):
+    # an ERP confirmation with no journal of ours after this long is an orphan ...
+    orphan_after: timedelta = timedelta(hours=1)
+    # ... and a case's confirmation state is kept this long after its last confirmation, to
+    # recognise a second journal for the key (older duplicates become orphans instead).
+    confirm_retention: timedelta = timedelta(days=35)
 
 
 def _now() -> datetime:
@@ -111,12 +117,24 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
 class _ClockState:
     watermark: date | None = None
     ticked: date | None = None
-    keys: set[str] = field(default_factory=set)
+    keys: dict[str, date] = field(default_factory=dict)  # key → latest day it had an item
 
 
 class ClockLogic(StatefulBatchLogic[tuple[date, tuple[str, ...]], tuple[str, Tick], _ClockState]):
-    def __init__(self, continuous: bool, snapshot: _ClockState | None) -> None:
+    """Broadcasts event time to every key that may still hold something.
+
+    In continuous mode a key that has had no item for ``forget_after`` days is forgotten: by
+    then its items were decided (lateness) and its seen ids expired, so it holds nothing
+    and needs no more ticks. Without this the clock would remember every key ever seen.
+    """
+
+    def __init__(
+        self, continuous: bool, settings: MatchSettings, snapshot: _ClockState | None
+    ) -> None:
         self.continuous = continuous
+        # Seen ids are kept 60 days (KeyState.advance); lateness in business days is at most
+        # twice as long in calendar days, holidays included.
+        self.forget_after = timedelta(days=60 + 2 * settings.late_after_business_days + 14)
         self.state = snapshot or _ClockState()
 
     def on_batch(
@@ -124,13 +142,18 @@ class ClockLogic(StatefulBatchLogic[tuple[date, tuple[str, ...]], tuple[str, Tic
     ) -> tuple[Iterable[tuple[str, Tick]], bool]:
         s = self.state
         for day, keys in values:
-            s.keys.update(keys)
+            for key in keys:
+                if s.keys.get(key, date.min) < day:
+                    s.keys[key] = day
             if s.watermark is None or day > s.watermark:
                 s.watermark = day
         if self.continuous and s.watermark is not None and s.watermark != s.ticked:
             s.ticked = s.watermark
             tick = Tick(s.watermark)
-            return [(k, tick) for k in sorted(s.keys)], StatefulBatchLogic.RETAIN
+            targets = sorted(s.keys)
+            horizon = s.watermark - self.forget_after
+            s.keys = {k: d for k, d in s.keys.items() if d >= horizon}
+            return [(k, tick) for k in targets], StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[tuple[str, Tick]], bool]:
@@ -142,7 +165,7 @@ class ClockLogic(StatefulBatchLogic[tuple[date, tuple[str, ...]], tuple[str, Tic
 
     def snapshot(self) -> _ClockState:
         s = self.state
-        return _ClockState(s.watermark, s.ticked, set(s.keys))
+        return _ClockState(s.watermark, s.ticked, dict(s.keys))
 
 
 def _batch_summary(
@@ -165,17 +188,28 @@ class _ConfirmState:
     seen: set[str] = field(default_factory=set)
     first_posted: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)
+    pending_since: datetime | None = None  # wall clock: when the oldest pending one came
+    last_seen: datetime | None = None  # wall clock: the latest journal or confirmation
 
 
 class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _ConfirmState]):
-    """ERP confirmations against the journals remitflow sent, by idempotency key."""
+    """ERP confirmations against the journals remitflow sent, by idempotency key.
 
-    def __init__(self, snapshot: _ConfirmState | None) -> None:
+    A confirmation that comes before its journal waits. At end of input (files,
+    ``--until-end``) what still waits is an orphan; in continuous mode it is one after
+    ``orphan_after``, and a key's state is dropped ``confirm_retention`` after it went quiet.
+    """
+
+    def __init__(self, config: FlowConfig, snapshot: _ConfirmState | None) -> None:
+        self.continuous = config.continuous
+        self.orphan_after = config.orphan_after
+        self.retention = config.confirm_retention
         self.state = snapshot or _ConfirmState()
 
     def on_batch(self, values: list[tuple[str, dict[str, Any]]]) -> tuple[Iterable[Record], bool]:
         s = self.state
         out: list[Record] = []
+        s.last_seen = _now()
         for kind, value in values:
             if kind == "journal":
                 if s.case is None:
@@ -184,12 +218,14 @@ class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _Confi
                     for posting in s.pending:
                         out.extend(self._confirm(posting))
                     s.pending.clear()
+                    s.pending_since = None
             elif value["event_id"] in s.seen:
                 out.append(_audit_posting(value, "duplicate", "duplicate", None))
             else:
                 s.seen.add(value["event_id"])
                 if s.case is None:
                     s.pending.append(value)
+                    s.pending_since = s.pending_since or s.last_seen
                 else:
                     out.extend(self._confirm(value))
         return out, StatefulBatchLogic.RETAIN
@@ -225,17 +261,41 @@ class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _Confi
             _audit_posting(posting, kind, rule, s.case.get("case_id") if s.case else None),
         ]
 
-    def on_eof(self) -> tuple[Iterable[Record], bool]:
+    def _orphans(self) -> list[Record]:
         s = self.state
         out: list[Record] = []
         for posting in s.pending:
             out.extend(self._emit("orphan_posting", posting))
         s.pending.clear()
-        return out, StatefulBatchLogic.RETAIN
+        s.pending_since = None
+        return out
+
+    def notify_at(self) -> datetime | None:
+        s = self.state
+        if not self.continuous:
+            return None
+        if s.pending_since is not None:
+            return s.pending_since + self.orphan_after
+        return s.last_seen + self.retention if s.last_seen is not None else None
+
+    def on_notify(self) -> tuple[Iterable[Record], bool]:
+        s = self.state
+        if s.pending_since is not None:
+            return self._orphans(), StatefulBatchLogic.RETAIN
+        return [], StatefulBatchLogic.DISCARD  # quiet for the whole retention
+
+    def on_eof(self) -> tuple[Iterable[Record], bool]:
+        """End of input decides waiting confirmations in file mode; a continuous run (or a
+        replay) leaves them to the clock, since their journal may still come."""
+        if self.continuous:
+            return [], StatefulBatchLogic.RETAIN
+        return self._orphans(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> _ConfirmState:
         s = self.state
-        return _ConfirmState(s.case, set(s.seen), s.first_posted, list(s.pending))
+        return _ConfirmState(
+            s.case, set(s.seen), s.first_posted, list(s.pending), s.pending_since, s.last_seen
+        )
 
 
 def _audit_posting(
@@ -376,7 +436,9 @@ def reconcile_stream(
 
     routed = op.map("route", postings_or_cash.falses, route)
     summaries = op.flat_map_batch("batch_summary", routed, _batch_summary)
-    ticks = op.stateful_batch("clock", summaries, lambda snap: ClockLogic(config.continuous, snap))
+    ticks = op.stateful_batch(
+        "clock", summaries, lambda snap: ClockLogic(config.continuous, settings, snap)
+    )
     ticks_by_key = op.map("tick_targets", ticks, lambda kv: kv[1])
     matched = op.stateful_batch(
         "match",
@@ -397,7 +459,7 @@ def reconcile_stream(
     confirmations = op.stateful_batch(
         "confirm",
         op.merge("journals_and_postings", journal_keyed, posting_keyed),
-        lambda snap: ConfirmLogic(snap),
+        lambda snap: ConfirmLogic(config, snap),
     )
     confirmation_records = op.map("confirmation_records", confirmations, lambda kv: kv[1])
 

@@ -10,24 +10,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
+from redis.exceptions import RedisError
 
 from remitflow import __version__
+from remitflow.config import Config
 from remitflow.identity import PhiHasher
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
 from sources.base import ParseContext, Parsed
+
+if TYPE_CHECKING:
+    from dataflows.continuous import Reading
 
 EXIT_USAGE = 2
 MAX_WORKERS = 64
@@ -47,6 +51,33 @@ def _load_refdata(path: str | None) -> ReferenceData:
     try:
         return load_reference_data(path)
     except ReferenceDataError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _deployment_config(path: str | None, redis_url: str, prefix: str) -> Config:
+    """``--config FILE`` when given; else the configuration loaded into Redis
+    (``remitflow refdata load``), which every process of a deployment shares."""
+    from remitflow.config import ConfigError, load_config
+    from state.config_store import ConfigStore
+
+    try:
+        if path is not None:
+            return load_config(path)
+        try:
+            stored = ConfigStore(redis_url, prefix).current()
+        except RedisError as exc:
+            raise OperationalError(f"Redis at {redis_url}: {exc}") from None
+        if stored is None:
+            raise UsageError(
+                "no configuration: pass --config FILE, or load one into Redis with "
+                "`remitflow refdata load FILE`"
+            )
+        print(
+            f"remitflow: configuration v{stored.version} ({stored.sha256[:12]}) from Redis",
+            file=sys.stderr,
+        )
+        return stored.parse()
+    except ConfigError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -148,18 +179,14 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     parse dead letters, and events of another kind than ``--kind``, go to the dead-letter
     topic. Every message must be acknowledged by the broker, or the command fails.
     """
-    from remitflow.config import ConfigError, load_config
     from remitflow.events import event_to_json
     from remitflow.settings import Settings, Topics
     from sinks.kafka import DeliveryError, DeliveryTracker, ensure_topics
     from sources.detect import parse_path
 
     paths = _paths(args.paths, "PATH")
-    try:
-        refdata, _ = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
     settings = Settings.from_env()
+    refdata, _ = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
     topics = Topics(settings.topic_prefix)
     kind, attribute = INGEST_KINDS[args.kind]
     target: str = getattr(topics, attribute)
@@ -200,74 +227,137 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
-    """The continuous dataflow on Kafka, with recovery (DESIGN.md §5). SIGTERM stops it."""
-    from dataflows.continuous import run_continuous
+    """The continuous dataflow on Kafka, with recovery (DESIGN.md §5).
+
+    SIGTERM (or Ctrl-C) ends the input; the dataflow finishes its batches, commits a last
+    snapshot and exits 0, and the next ``run`` resumes from there.
+    """
+    from dataflows.continuous import Reading, run_continuous
     from dataflows.reconcile import FlowConfig
-    from remitflow.config import ConfigError, load_config
+    from remitflow import shutdown
     from remitflow.settings import Settings
     from sinks.kafka import DeliveryError
 
     if not 1 <= args.processes <= MAX_WORKERS:
         raise UsageError(f"--processes must be between 1 and {MAX_WORKERS}")
-    try:
-        refdata, matching = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    if args.epoch_seconds <= 0:
+        raise UsageError("--epoch-seconds must be positive")
     settings = Settings.from_env()
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # Bytewax stops at its next check; recovery resumes later
-
-    signal.signal(signal.SIGTERM, stop)
+    refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
+    reading = Reading(tail=not args.until_end, final=args.until_end)
     try:
         run_continuous(
             settings,
             FlowConfig(refdata=refdata, settings=matching),
-            until_end=args.until_end,
+            reading,
             processes=args.processes,
             epoch_interval=timedelta(seconds=args.epoch_seconds),
         )
-    except DeliveryError as exc:
+    except (DeliveryError, RedisError) as exc:
         raise OperationalError(str(exc)) from None
-    except KeyboardInterrupt:
+    if shutdown.requested():
         print("remitflow run: stopped; the next run resumes from recovery", file=sys.stderr)
     return 0
+
+
+def _replay_start(args: argparse.Namespace, bootstrap: str, topics: Sequence[str]) -> Reading:
+    from confluent_kafka import OFFSET_BEGINNING
+
+    from dataflows.continuous import Reading
+    from sources.kafka import offsets_at
+
+    final = bool(args.final)
+    if args.from_time is not None:
+        try:
+            when = datetime.fromisoformat(args.from_time)
+        except ValueError:
+            raise UsageError(f"--from-time {args.from_time!r} is not an ISO-8601 time") from None
+        if when.tzinfo is None:
+            raise UsageError("--from-time needs a time zone, e.g. 2026-11-20T00:00:00+00:00")
+        try:
+            starts = offsets_at(bootstrap, topics, when)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return Reading(tail=False, final=final, starts=starts)
+    if args.from_offset == "earliest":
+        return Reading(tail=False, final=final, starting_offset=OFFSET_BEGINNING)
+    if args.from_offset.isdigit():
+        return Reading(tail=False, final=final, starting_offset=int(args.from_offset))
+    raise UsageError("--from-offset takes 'earliest' or an offset (a whole number)")
 
 
 def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Re-consume the input topics from a point to their current end with a fresh recovery
     store; outcomes are regenerated, journals already posted are not posted again."""
-    from confluent_kafka import OFFSET_BEGINNING
+    import shutil
 
     from dataflows.continuous import run_continuous
     from dataflows.reconcile import FlowConfig
-    from remitflow.config import ConfigError, load_config
-    from remitflow.settings import Settings
-    from sinks.kafka import DeliveryError
+    from remitflow.settings import Settings, Topics
+    from sinks.kafka import DeliveryError, ensure_topics
 
-    if args.from_offset == "earliest":
-        offset = OFFSET_BEGINNING
-    elif args.from_offset.isdigit():
-        offset = int(args.from_offset)
-    else:
-        raise UsageError("--from-offset takes 'earliest' or an offset (a whole number)")
-    try:
-        refdata, matching = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
     settings = Settings.from_env()
+    refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
+    inputs = Topics(settings.topic_prefix).inputs
+    try:
+        ensure_topics(settings.kafka_bootstrap, inputs, settings.partitions)
+        reading = _replay_start(args, settings.kafka_bootstrap, inputs)
+    except DeliveryError as exc:
+        raise OperationalError(str(exc)) from None
     fresh = settings.recovery_dir / f"replay-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    started = time.perf_counter()
     try:
         run_continuous(
             settings,
             FlowConfig(refdata=refdata, settings=matching),
-            until_end=True,
-            starting_offset=offset,
+            reading,
+            processes=args.processes,
             recovery_dir=fresh,
         )
-    except DeliveryError as exc:
-        raise OperationalError(str(exc)) from None
-    out.write(orjson.dumps({"replayed_from": args.from_offset, "recovery": str(fresh)}) + b"\n")
+    except (DeliveryError, RedisError) as exc:
+        raise OperationalError(f"{exc} (the replay's recovery store is kept in {fresh})") from None
+    # The replay's store served only this replay; the live run keeps its own.
+    shutil.rmtree(fresh, ignore_errors=True)
+    report = {
+        "replayed_from": args.from_time or args.from_offset,
+        "final": reading.final,
+        "elapsed_s": round(time.perf_counter() - started, 3),
+    }
+    out.write(orjson.dumps(report) + b"\n")
+    return 0
+
+
+def _cmd_refdata(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """Load the deployment's configuration into Redis, or show which one is there."""
+    from remitflow.config import ConfigError
+    from remitflow.settings import Settings
+    from state.config_store import ConfigStore
+
+    settings = Settings.from_env()
+    store = ConfigStore(settings.redis_url, settings.topic_prefix)
+    try:
+        if args.action == "load":
+            stored = store.load(args.file)
+        else:
+            found = store.current()
+            if found is None:
+                raise UsageError("no configuration in Redis: `remitflow refdata load FILE`")
+            stored = found
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    except RedisError as exc:
+        raise OperationalError(f"Redis at {settings.redis_url}: {exc}") from None
+    refdata, _ = stored.parse()
+    report = {
+        "version": stored.version,
+        "sha256": stored.sha256,
+        "origin": stored.origin,
+        "loaded_at": datetime.fromtimestamp(stored.loaded_at, UTC).isoformat(),
+        "entities": len(refdata.entities),
+        "bank_accounts": sum(len(e.accounts) for e in refdata.entities),
+        "payers": len(refdata.payers),
+    }
+    out.write(orjson.dumps(report) + b"\n")
     return 0
 
 
@@ -415,9 +505,28 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "replay", help="re-consume the input topics to their end; nothing is posted twice"
     )
-    rp.add_argument("--from-offset", required=True, help="'earliest' or an offset")
+    start = rp.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-offset", help="'earliest', or an offset applied to every partition")
+    start.add_argument(
+        "--from-time", help="ISO-8601 time with zone: each partition's first message from then"
+    )
     rp.add_argument("--config", help="configuration TOML (reference data, [matching])")
+    rp.add_argument("--processes", type=int, default=1, help="worker processes")
+    rp.add_argument(
+        "--final",
+        action="store_true",
+        help="at the end, decide everything still open (as reconcile does; a closed period)",
+    )
     rp.set_defaults(func=_cmd_replay)
+
+    rd = sub.add_parser(
+        "refdata", help="the deployment's reference data and [matching], kept in Redis"
+    )
+    rd_sub = rd.add_subparsers(dest="action", required=True)
+    rd_load = rd_sub.add_parser("load", help="check a configuration TOML and store it in Redis")
+    rd_load.add_argument("file", help="configuration TOML")
+    rd_sub.add_parser("show", help="which configuration Redis holds (version, digest, counts)")
+    rd.set_defaults(func=_cmd_refdata)
 
     r = sub.add_parser(
         "reconcile", help="reconcile files end to end, embedded: the dataflow with no servers"
