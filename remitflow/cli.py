@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from remitflow import __version__
 from remitflow.config import Config
+from remitflow.events import BankTransaction, Posting, Remittance
 from remitflow.identity import PhiHasher
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
@@ -175,9 +176,10 @@ INGEST_KINDS = {
 def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Parse files and produce their canonical events to the input topic of their kind.
 
-    Events are keyed by event id (the dataflow re-keys them, so any partition count works);
-    parse dead letters, and events of another kind than ``--kind``, go to the dead-letter
-    topic. Every message must be acknowledged by the broker, or the command fails.
+    Events are keyed by event id (the dataflow re-keys them, so any partition count works),
+    ERP confirmations by idempotency key (:func:`_message_key`); parse dead letters, and
+    events of another kind than ``--kind``, go to the dead-letter topic. Every message must be
+    acknowledged by the broker, or the command fails.
     """
     from remitflow.events import event_to_json
     from remitflow.settings import Settings, Topics
@@ -211,7 +213,7 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
                     producer.send(topics.dead_letter, None, _dump(item))
                     counts["dead_letters"] += 1
                 else:
-                    producer.send(target, item.event_id.encode(), event_to_json(item))
+                    producer.send(target, _message_key(item), event_to_json(item))
                     counts["events"] += 1
         producer.flush()
     except DeliveryError as exc:
@@ -224,6 +226,15 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     }
     out.write(orjson.dumps(report) + b"\n")
     return 0
+
+
+def _message_key(event: Remittance | BankTransaction | Posting) -> bytes:
+    """ERP confirmations of one journal share a partition, so they are read in the order the
+    ERP sent them (which one is the duplicate must not depend on partition interleaving);
+    other events spread by id (the dataflow re-keys them)."""
+    if isinstance(event, Posting):
+        return event.idempotency_key.encode()
+    return event.event_id.encode()
 
 
 def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:

@@ -9,7 +9,8 @@ Writes must be idempotent and order-free, because Bytewax replays outputs since 
 snapshot, operators replay whole topics, and a case's decision and its ERP confirmation leave
 from different workers. So the decision and each confirmation write disjoint fields (a replayed
 decision never overwrites "posted"), every write of the same record writes the same values, and
-the status is derived when read: the latest confirmation's outcome, else the decision's.
+the status is derived when read: the latest confirmation's outcome (by the ERP's time), else
+the decision's.
 
 No PHI is kept: records quote only event ids, trace numbers, payer ids, amounts and sources.
 """
@@ -114,12 +115,13 @@ class CaseIndex:
 
     def _confirmation(self, pipe: Any, case_id: str, record: dict[str, Any]) -> None:
         posting = record.get("posting") or {}
+        # One field per confirmation event, with what it did: a replay rewrites it, never
+        # appends a copy, and the status is derived from all of them when read, so it does
+        # not depend on the order in which they were folded in.
+        confirmed = {**posting, "outcome": record["record"], "decided_at": record["decided_at"]}
         fields = {
             "case_id": case_id,
-            "posting_status": record["record"],
-            "posting_decided_at": record["decided_at"],
-            # One field per confirmation event: a replay rewrites it, never appends a copy.
-            f"posting:{posting.get('event_id', '?')}": orjson.dumps(posting).decode(),
+            f"posting:{posting.get('event_id', '?')}": orjson.dumps(confirmed).decode(),
         }
         if record.get("idempotency_key"):
             fields["idempotency_key"] = record["idempotency_key"]
@@ -164,5 +166,9 @@ def _view(raw: dict[str, str]) -> dict[str, Any]:
         else:
             case[name] = value
     case["postings"] = sorted(postings, key=lambda p: (p.get("posted_at") or "", p["event_id"]))
+    if postings:  # the latest confirmation by the ERP's clock decides
+        latest = case["postings"][-1]
+        case["posting_status"] = latest["outcome"]
+        case["posting_decided_at"] = latest["decided_at"]
     case["status"] = case.get("posting_status") or case.get("outcome") or "pending"
     return case
