@@ -30,6 +30,7 @@ from dataflows.kafka_input import kafka_parsed
 from dataflows.reconcile import FlowConfig, reconcile_stream
 from dataflows.runner import execute
 from remitflow.settings import Settings, Topics
+from sinks.erp_http import RetryPolicy
 from sinks.erp_ledger import IdempotencyLedger
 from sinks.kafka import KafkaRecordSink, ensure_topics
 from state.case_index import CaseIndex
@@ -63,6 +64,9 @@ def kafka_flow(settings: Settings, config: FlowConfig, reading: Reading) -> Data
         cases=CaseIndex(settings.redis_url, settings.topic_prefix),
         erp_url=settings.erp_url,
         erp_token=settings.erp_token,
+        erp_policy=RetryPolicy(
+            max_attempts=settings.erp_max_attempts, budget_s=settings.erp_budget_s
+        ),
     )
     reconcile_stream(parsed, sink, config)
     return flow

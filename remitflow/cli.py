@@ -29,6 +29,7 @@ from remitflow.events import BankTransaction, Posting, Remittance
 from remitflow.identity import PhiHasher
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
+from remitflow.settings import Settings, SettingsError
 from sources.base import ParseContext, Parsed
 
 if TYPE_CHECKING:
@@ -52,6 +53,13 @@ def _load_refdata(path: str | None) -> ReferenceData:
     try:
         return load_reference_data(path)
     except ReferenceDataError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -182,12 +190,12 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     acknowledged by the broker, or the command fails.
     """
     from remitflow.events import event_to_json
-    from remitflow.settings import Settings, Topics
+    from remitflow.settings import Topics
     from sinks.kafka import DeliveryError, DeliveryTracker, ensure_topics
     from sources.detect import parse_path
 
     paths = _paths(args.paths, "PATH")
-    settings = Settings.from_env()
+    settings = _settings()
     refdata, _ = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
     topics = Topics(settings.topic_prefix)
     kind, attribute = INGEST_KINDS[args.kind]
@@ -246,14 +254,13 @@ def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
     from dataflows.continuous import Reading, run_continuous
     from dataflows.reconcile import FlowConfig
     from remitflow import shutdown
-    from remitflow.settings import Settings
     from sinks.kafka import DeliveryError
 
     if not 1 <= args.processes <= MAX_WORKERS:
         raise UsageError(f"--processes must be between 1 and {MAX_WORKERS}")
     if args.epoch_seconds <= 0:
         raise UsageError("--epoch-seconds must be positive")
-    settings = Settings.from_env()
+    settings = _settings()
     refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
     reading = Reading(tail=not args.until_end, final=args.until_end)
     try:
@@ -304,10 +311,10 @@ def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
 
     from dataflows.continuous import run_continuous
     from dataflows.reconcile import FlowConfig
-    from remitflow.settings import Settings, Topics
+    from remitflow.settings import Topics
     from sinks.kafka import DeliveryError, ensure_topics
 
-    settings = Settings.from_env()
+    settings = _settings()
     refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
     inputs = Topics(settings.topic_prefix).inputs
     try:
@@ -341,10 +348,9 @@ def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
 def _cmd_refdata(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Load the deployment's configuration into Redis, or show which one is there."""
     from remitflow.config import ConfigError
-    from remitflow.settings import Settings
     from state.config_store import ConfigStore
 
-    settings = Settings.from_env()
+    settings = _settings()
     store = ConfigStore(settings.redis_url, settings.topic_prefix)
     try:
         if args.action == "load":

@@ -4,8 +4,12 @@ docker-compose.yml use, so a process finds the servers the scripts started."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -20,9 +24,13 @@ class Settings:
     partitions: int = 4  # of topics remitflow creates
     erp_url: str | None = None  # journals over HTTP; unset: to the erp-postings topic
     erp_token: str | None = None
+    # The HTTP adapter's retry budget per journal; past it the journal is dead-lettered.
+    erp_max_attempts: int = 6
+    erp_budget_s: float = 60.0
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings, or :class:`SettingsError` naming the variable that is unusable."""
         e = os.environ if env is None else env
         d = cls()
         return cls(
@@ -30,13 +38,34 @@ class Settings:
             topic_prefix=e.get("REMITFLOW_TOPIC_PREFIX", d.topic_prefix),
             redis_url=e.get("REMITFLOW_REDIS_URL", d.redis_url),
             recovery_dir=Path(e.get("REMITFLOW_RECOVERY_DIR", str(d.recovery_dir))),
-            metrics_port=int(e.get("REMITFLOW_METRICS_PORT", d.metrics_port)),
-            api_port=int(e.get("REMITFLOW_API_PORT", d.api_port)),
+            metrics_port=_number(e, "REMITFLOW_METRICS_PORT", d.metrics_port, 1, 65535),
+            api_port=_number(e, "REMITFLOW_API_PORT", d.api_port, 1, 65535),
             api_tokens=tuple(t for t in e.get("REMITFLOW_API_TOKENS", "").split(",") if t),
-            partitions=int(e.get("REMITFLOW_TOPIC_PARTITIONS", d.partitions)),
+            partitions=_number(e, "REMITFLOW_TOPIC_PARTITIONS", d.partitions, 1, 10_000),
             erp_url=e.get("REMITFLOW_ERP_URL") or None,
             erp_token=e.get("REMITFLOW_ERP_TOKEN") or None,
+            erp_max_attempts=_number(e, "REMITFLOW_ERP_MAX_ATTEMPTS", d.erp_max_attempts, 1, 100),
+            erp_budget_s=_number(e, "REMITFLOW_ERP_BUDGET_S", d.erp_budget_s, 0.1, 86_400.0),
         )
+
+
+class SettingsError(ValueError):
+    """An environment variable remitflow cannot use."""
+
+
+def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N) -> N:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    kind = type(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
 
 
 @dataclass(frozen=True)

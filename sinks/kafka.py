@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -22,6 +22,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from remitflow.events import Source
 from remitflow.records import DeadLetter
+
+if TYPE_CHECKING:
+    from sinks.erp_http import RetryPolicy
 
 
 class Ledger(Protocol):
@@ -214,11 +217,13 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         producer: dict[str, Any] | None = None,
         erp_url: str | None = None,
         erp_token: str | None = None,
+        erp_policy: RetryPolicy | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._prefix = prefix
         self._erp_url = erp_url  # journals over HTTP (sinks.erp_http) instead of the topic
         self._erp_token = erp_token
+        self._erp_policy = erp_policy
         self._ledger = ledger  # journals: each idempotency key once, ever (sinks.erp_ledger)
         self._cases = cases  # where each case stands, by case id and trace (state.case_index)
         self._overrides = producer or {}  # producer settings (librdkafka names)
@@ -231,7 +236,7 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         if self._erp_url:
             from sinks.erp_http import HttpErpAdapter
 
-            erp = HttpErpAdapter(self._erp_url, token=self._erp_token)
+            erp = HttpErpAdapter(self._erp_url, token=self._erp_token, policy=self._erp_policy)
         return _RecordPartition(
             self._bootstrap, self._prefix, self._overrides, self._ledger, erp, self._cases
         )

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from remitflow.cli import main
+from remitflow.settings import Settings
 from sources.detect import detect_format, expand_paths
 from tests.conftest import SAMPLES, sample_bytes
 
@@ -105,3 +106,32 @@ def test_expand_paths_is_sorted_and_skips_hidden(tmp_path: Path) -> None:
     for name in ("b.835", "a.835", ".x.835"):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_paths([tmp_path])] == ["a.835", "b.835"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("REMITFLOW_TOPIC_PARTITIONS", "four", "is not a whole number"),
+        ("REMITFLOW_METRICS_PORT", "70000", "must be between 1 and 65535"),
+        ("REMITFLOW_ERP_BUDGET_S", "nan", "must be between"),
+    ],
+)
+def test_an_unusable_environment_variable_is_a_usage_error_naming_it(
+    variable: str,
+    value: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert main(["run", "--until-end"]) == 2
+    err = capsysbinary.readouterr().err.decode()
+    assert variable in err and message in err
+
+
+def test_settings_read_the_erp_retry_budget() -> None:
+    settings = Settings.from_env(
+        {"REMITFLOW_ERP_MAX_ATTEMPTS": "3", "REMITFLOW_ERP_BUDGET_S": "2.5"}
+    )
+    assert (settings.erp_max_attempts, settings.erp_budget_s) == (3, 2.5)
+    assert Settings.from_env({}).erp_budget_s == Settings().erp_budget_s
