@@ -6,6 +6,7 @@ files; poison messages on the input topics become dead letters and the flow goes
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -192,4 +193,44 @@ def test_journals_go_to_an_http_erp_once_whatever_is_replayed(
     assert state.accepted == accepted  # nothing posted twice
     assert all(n == 2 for n in state.requests.values())  # the ledger sent nothing again
     assert read_topic(f"{prefix}.erp-postings") == []  # HTTP replaced it
+    capsysbinary.readouterr()
+
+
+def test_an_erp_down_past_the_budget_dead_letters_journals_and_a_replay_posts_them_once(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+    erp: tuple[RecordingErp, str],
+) -> None:
+    state, url = erp
+    state.fail_first = 1_000_000  # down for the whole first run
+    data = tmp_path / "data"
+    generate_dataset(data, hospitals=1, payers=2, days=3, seed=8)
+    prefix = f"down-{uuid.uuid4().hex[:10]}"
+    for name, value in (
+        ("REMITFLOW_TOPIC_PREFIX", prefix),
+        ("REMITFLOW_KAFKA_BOOTSTRAP", BOOTSTRAP),
+        ("REMITFLOW_REDIS_URL", REDIS_URL),
+        ("REMITFLOW_RECOVERY_DIR", str(tmp_path / "recovery")),
+        ("REMITFLOW_ERP_URL", url),
+        ("REMITFLOW_ERP_MAX_ATTEMPTS", "2"),
+        ("REMITFLOW_ERP_BUDGET_S", "1"),
+    ):
+        monkeypatch.setenv(name, value)
+    config_path = str(data / "refdata.toml")
+    for kind, folder in (("remittance", "remittances"), ("bank", "bank"), ("posting", "postings")):
+        assert main(["ingest", "--kind", kind, str(data / folder), "--config", config_path]) == 0
+    assert main(["run", "--until-end", "--config", config_path]) == 0  # the flow kept running
+    assert not state.accepted
+    letters = [orjson.loads(v) for _, v in read_topic(f"{prefix}.dead-letter")]
+    posts = [letter for letter in letters if letter["stage"] == "post"]
+    journals = [orjson.loads(base64.b64decode(letter["payload"])) for letter in posts]
+    assert journals and {j["record"] for j in journals} == {"erp_posting"}
+    assert all(state.requests[j["idempotency_key"]] == 2 for j in journals)  # the budget held
+
+    state.fail_first = 0  # the ERP is back: the operator replays; claimed keys are sent again
+    assert main(["replay", "--from-offset", "earliest", "--final", "--config", config_path]) == 0
+    assert set(state.accepted) == {j["idempotency_key"] for j in journals}
+    ledger = IdempotencyLedger(REDIS_URL, prefix)
+    assert all((ledger.status(k) or {}).get("status") == "posted" for k in state.accepted)
     capsysbinary.readouterr()
