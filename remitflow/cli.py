@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from remitflow import __version__
 from remitflow.config import Config
 from remitflow.events import BankTransaction, Posting, Remittance
-from remitflow.identity import PhiHasher
+from remitflow.identity import PhiHasher, PhiSecretMissing, phi_secret
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
 from remitflow.settings import Settings, SettingsError
@@ -53,6 +53,15 @@ def _load_refdata(path: str | None) -> ReferenceData:
     try:
         return load_reference_data(path)
     except ReferenceDataError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _phi_secret() -> bytes:
+    """Commands whose output reaches a deployment hash CLP01 with its secret, never the
+    development one."""
+    try:
+        return phi_secret(required=True)
+    except PhiSecretMissing as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -101,7 +110,7 @@ def _cmd_parse(args: argparse.Namespace, out: IO[bytes]) -> int:
         paths = expand_paths(args.paths)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    ctx = ParseContext(refdata=_load_refdata(args.config), phi=PhiHasher())
+    ctx = ParseContext(refdata=_load_refdata(args.config), phi=PhiHasher(_phi_secret()))
     counts: Counter[str] = Counter()
     for path in paths:
         for item in parse_path(path, ctx):
@@ -168,7 +177,9 @@ def _cmd_reconcile(args: argparse.Namespace, out: IO[bytes]) -> int:
         raise UsageError(str(exc)) from None
     config = FlowConfig(refdata=refdata, settings=settings)
     with _progress(out_dir):
-        summary = reconcile_files(paths, out_dir, config, workers=args.workers)
+        summary = reconcile_files(
+            paths, out_dir, config, workers=args.workers, phi_secret=_phi_secret()
+        )
     report = {"out": str(out_dir), "files": len(paths), **summary.as_dict()}
     out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
@@ -200,7 +211,7 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     topics = Topics(settings.topic_prefix)
     kind, attribute = INGEST_KINDS[args.kind]
     target: str = getattr(topics, attribute)
-    ctx = ParseContext(refdata=refdata, phi=PhiHasher())
+    ctx = ParseContext(refdata=refdata, phi=PhiHasher(_phi_secret()))
     counts: Counter[str] = Counter()
     try:
         ensure_topics(settings.kafka_bootstrap, [target, topics.dead_letter], settings.partitions)
@@ -436,8 +447,12 @@ def _cmd_demo(args: argparse.Namespace, out: IO[bytes]) -> int:
     inputs = base / "input"
     paths = expand_paths([inputs / "remittances", inputs / "bank", inputs / "postings"])
     with _progress(base / "output"):
+        # The one command that runs with the development PHI secret (synthetic patients).
         summary = reconcile_files(
-            paths, base / "output", FlowConfig(refdata=refdata, settings=settings)
+            paths,
+            base / "output",
+            FlowConfig(refdata=refdata, settings=settings),
+            phi_secret=phi_secret(required=False),
         )
     report = {
         "dataset": str(inputs),

@@ -17,6 +17,12 @@ from collections.abc import Iterable
 
 _DEV_SECRET = b"remitflow-development-secret-do-not-use-in-production"
 PHI_SECRET_ENV = "REMITFLOW_PHI_SECRET"
+PHI_SECRET_FILE_ENV = "REMITFLOW_PHI_SECRET_FILE"  # e.g. a Docker or Kubernetes secret
+MIN_SECRET_BYTES = 16
+
+
+class PhiSecretMissing(RuntimeError):
+    """Production commands refuse to hash patient identifiers with a guessable key."""
 
 
 def content_id(prefix: str, parts: Iterable[str]) -> str:
@@ -28,10 +34,35 @@ def content_id(prefix: str, parts: Iterable[str]) -> str:
     return f"{prefix}-{h.hexdigest()}"
 
 
-def phi_secret() -> bytes:
-    """The deployment secret for PHI hashes; a fixed development value when none is set."""
-    value = os.environ.get(PHI_SECRET_ENV)
-    return value.encode() if value else _DEV_SECRET
+def phi_secret(*, required: bool = False) -> bytes:
+    """The deployment secret for PHI hashes, from the environment or a file it names.
+
+    Without one, ``required`` (every command that feeds a deployment) raises
+    :class:`PhiSecretMissing`; otherwise (the demo, tests) a fixed development value is used,
+    whose hashes anyone could recompute. The secret itself is never logged or printed.
+    """
+    value = os.environ.get(PHI_SECRET_ENV, "").encode()
+    path = os.environ.get(PHI_SECRET_FILE_ENV)
+    if not value and path:
+        try:
+            with open(path, "rb") as fh:
+                value = fh.read().strip()
+        except OSError as exc:
+            raise PhiSecretMissing(
+                f"{PHI_SECRET_FILE_ENV}: cannot read it ({exc.strerror})"
+            ) from None
+    if value:
+        if len(value) < MIN_SECRET_BYTES:
+            raise PhiSecretMissing(
+                f"the PHI secret is shorter than {MIN_SECRET_BYTES} bytes: use a random one"
+            )
+        return value
+    if required:
+        raise PhiSecretMissing(
+            f"set {PHI_SECRET_ENV} (or {PHI_SECRET_FILE_ENV}): patient control numbers are "
+            "hashed with it, and only `remitflow demo` runs with the development secret"
+        )
+    return _DEV_SECRET
 
 
 class PhiHasher:

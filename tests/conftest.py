@@ -29,6 +29,17 @@ def sample_bytes(name: str) -> bytes:
     return sample_path(name).read_bytes()
 
 
+TEST_PHI_SECRET = "remitflow-tests-phi-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _phi_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that feed a deployment refuse to run without a PHI secret; tests have one
+    (tests/test_phi_secret.py unsets it to see the refusal)."""
+    monkeypatch.setenv("REMITFLOW_PHI_SECRET", TEST_PHI_SECRET)
+    monkeypatch.delenv("REMITFLOW_PHI_SECRET_FILE", raising=False)
+
+
 @pytest.fixture
 def ctx() -> ParseContext:
     return ParseContext(file="test", phi=PhiHasher(b"test-secret"))
