@@ -81,7 +81,10 @@ def kafka_parsed(
         topics,
         tail,
         starting_offset,
-        None,  # offsets live in Bytewax's recovery store, not in a consumer group
+        # Offsets live in Bytewax's recovery store, not in a consumer group. One that is no
+        # longer in the log (retention ran while the run was down) resumes at the oldest
+        # message kept, never silently at the end (librdkafka's default).
+        {"auto.offset.reset": "earliest"},
         raise_on_errors=False,  # consumer errors become dead letters instead
         starts=starts,
     )

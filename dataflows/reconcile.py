@@ -37,6 +37,7 @@ from bytewax.outputs import Sink
 from dataflows.routing import Router
 from matchers.base import MatchSettings
 from matchers.payer_recognition import PayerRecognizer
+from remitflow import shutdown
 from remitflow.events import BankTransaction, Posting, Remittance, midnight_utc
 from remitflow.events import Source as Origin
 from remitflow.records import DeadLetter, ParseIssue
@@ -98,8 +99,8 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
         """File mode: whatever is still open when input ends is decided now (the final tick
         normally got here first; this is the guarantee that nothing stays open unseen)."""
         state = self.state
-        if self.early or not state.open_items:
-            return [], StatefulBatchLogic.RETAIN
+        if self.early or not state.open_items or shutdown.requested():
+            return [], StatefulBatchLogic.RETAIN  # a stop is not the end of the input
         watermark = state.watermark or max(
             i.day for i in (*state.remittances.values(), *state.deposits.values())
         )
@@ -158,7 +159,7 @@ class ClockLogic(StatefulBatchLogic[tuple[date, tuple[str, ...]], tuple[str, Tic
 
     def on_eof(self) -> tuple[Iterable[tuple[str, Tick]], bool]:
         s = self.state
-        if self.continuous or s.watermark is None:
+        if self.continuous or s.watermark is None or shutdown.requested():
             return [], StatefulBatchLogic.RETAIN
         tick = Tick(s.watermark, final=True)
         return [(k, tick) for k in sorted(s.keys)], StatefulBatchLogic.DISCARD
@@ -287,7 +288,7 @@ class ConfirmLogic(StatefulBatchLogic[tuple[str, dict[str, Any]], Record, _Confi
     def on_eof(self) -> tuple[Iterable[Record], bool]:
         """End of input decides waiting confirmations in file mode; a continuous run (or a
         replay) leaves them to the clock, since their journal may still come."""
-        if self.continuous:
+        if self.continuous or shutdown.requested():
             return [], StatefulBatchLogic.RETAIN
         return self._orphans(), StatefulBatchLogic.RETAIN
 

@@ -73,7 +73,7 @@ def _worker(
     graceful: bool,
 ) -> None:
     if graceful:
-        shutdown.install(worker=True)
+        shutdown.install(worker=True)  # a worker process: its handlers live as long as it
     with throughput_gc():
         cluster_main(
             factory(*args),
@@ -99,8 +99,19 @@ def execute(
     and in every worker process, and the dataflow finishes with a last snapshot.
     """
     recovery = recovery_config(recovery_dir, workers)
-    if graceful:
-        shutdown.install()
+    with shutdown.handling() if graceful else contextlib.nullcontext():
+        _execute(factory, args, workers, recovery, recovery_dir, epoch_interval, graceful)
+
+
+def _execute(
+    factory: FlowFactory,
+    args: tuple[Any, ...],
+    workers: int,
+    recovery: RecoveryConfig | None,
+    recovery_dir: Path | None,
+    epoch_interval: timedelta | None,
+    graceful: bool,
+) -> None:
     if workers <= 1:
         with throughput_gc():
             run_main(factory(*args), epoch_interval=epoch_interval, recovery_config=recovery)
@@ -131,7 +142,10 @@ def execute(
     for p in procs:
         if p.is_alive():
             p.terminate()
-        p.join()
+        p.join(timeout=30)
+        if p.is_alive():
+            p.kill()  # a worker stuck past SIGTERM: recovery resumes from its last snapshot
+            p.join()
     failed = [p.exitcode for p in procs if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"{len(failed)} worker process(es) failed: exit codes {failed}")

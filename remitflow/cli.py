@@ -262,57 +262,98 @@ def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
     SIGTERM (or Ctrl-C) ends the input; the dataflow finishes its batches, commits a last
     snapshot and exits 0, and the next ``run`` resumes from there.
     """
-    from dataflows.continuous import Reading, run_continuous
+    from dataflows.continuous import Reading
+
+    _check_processes(args.processes)
+    if args.epoch_seconds <= 0:
+        raise UsageError("--epoch-seconds must be positive")
+    settings = _settings()
+    config = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
+    reading = Reading(tail=not args.until_end, final=args.until_end)
+    stopped = _run_dataflow(
+        settings,
+        config,
+        reading,
+        processes=args.processes,
+        epoch_interval=timedelta(seconds=args.epoch_seconds),
+    )
+    if stopped:
+        print("remitflow run: stopped; the next run resumes from recovery", file=sys.stderr)
+    return 0
+
+
+def _check_processes(processes: int) -> None:
+    if not 1 <= processes <= MAX_WORKERS:
+        raise UsageError(f"--processes must be between 1 and {MAX_WORKERS}")
+
+
+def _run_dataflow(
+    settings: Settings,
+    config: Config,
+    reading: Reading,
+    *,
+    processes: int,
+    epoch_interval: timedelta = timedelta(seconds=5),
+    recovery_dir: Path | None = None,
+) -> bool:
+    """Run the continuous dataflow; True when a signal stopped it before the end.
+
+    Bytewax wraps what a step raised in its own runtime error: a server that refused or lost
+    data is found in the causes and reported as one line (exit status 1), not a traceback.
+    """
+    from dataflows.continuous import run_continuous
     from dataflows.reconcile import FlowConfig
     from remitflow import shutdown
     from sinks.kafka import DeliveryError
 
-    if not 1 <= args.processes <= MAX_WORKERS:
-        raise UsageError(f"--processes must be between 1 and {MAX_WORKERS}")
-    if args.epoch_seconds <= 0:
-        raise UsageError("--epoch-seconds must be positive")
-    settings = _settings()
-    refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
-    reading = Reading(tail=not args.until_end, final=args.until_end)
+    refdata, matching = config
     try:
         run_continuous(
             settings,
             FlowConfig(refdata=refdata, settings=matching),
             reading,
-            processes=args.processes,
-            epoch_interval=timedelta(seconds=args.epoch_seconds),
+            processes=processes,
+            epoch_interval=epoch_interval,
+            recovery_dir=recovery_dir,
         )
-    except (DeliveryError, RedisError) as exc:
-        raise OperationalError(str(exc)) from None
-    if shutdown.requested():
-        print("remitflow run: stopped; the next run resumes from recovery", file=sys.stderr)
-    return 0
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, DeliveryError | RedisError):
+                raise OperationalError(f"{type(cause).__name__}: {cause}") from None
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(exc, RuntimeError) and "worker process" in str(exc):
+            raise OperationalError(str(exc)) from None  # the workers printed their errors
+        raise
+    return shutdown.requested()
 
 
 def _replay_start(args: argparse.Namespace, bootstrap: str, topics: Sequence[str]) -> Reading:
-    from confluent_kafka import OFFSET_BEGINNING
-
     from dataflows.continuous import Reading
-    from sources.kafka import offsets_at
+    from sources.kafka import offsets_at, offsets_from
 
-    final = bool(args.final)
-    if args.from_time is not None:
-        try:
-            when = datetime.fromisoformat(args.from_time)
-        except ValueError:
-            raise UsageError(f"--from-time {args.from_time!r} is not an ISO-8601 time") from None
-        if when.tzinfo is None:
-            raise UsageError("--from-time needs a time zone, e.g. 2026-11-20T00:00:00+00:00")
-        try:
+    try:
+        if args.from_time is not None:
+            try:
+                when = datetime.fromisoformat(args.from_time)
+            except ValueError:
+                raise UsageError(
+                    f"--from-time {args.from_time!r} is not an ISO-8601 time"
+                ) from None
+            if when.tzinfo is None:
+                raise UsageError("--from-time needs a time zone, e.g. 2026-11-20T00:00:00+00:00")
             starts = offsets_at(bootstrap, topics, when)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return Reading(tail=False, final=final, starts=starts)
-    if args.from_offset == "earliest":
-        return Reading(tail=False, final=final, starting_offset=OFFSET_BEGINNING)
-    if args.from_offset.isdigit():
-        return Reading(tail=False, final=final, starting_offset=int(args.from_offset))
-    raise UsageError("--from-offset takes 'earliest' or an offset (a whole number)")
+        elif args.from_offset == "earliest":
+            starts = offsets_from(bootstrap, topics, None)
+        elif args.from_offset.isdigit():
+            starts = offsets_from(bootstrap, topics, int(args.from_offset))
+        else:
+            raise UsageError("--from-offset takes 'earliest' or an offset (a whole number)")
+    except ValueError as exc:  # a topic that does not exist, an offset outside a partition
+        raise UsageError(str(exc)) from None
+    # Every rule decides at the end: a replay reads a backlog, where partitions advance at
+    # different speeds, so deciding as event time passes would depend on the interleaving.
+    return Reading(tail=False, final=True, starts=starts)
 
 
 def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
@@ -320,36 +361,27 @@ def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
     store; outcomes are regenerated, journals already posted are not posted again."""
     import shutil
 
-    from dataflows.continuous import run_continuous
-    from dataflows.reconcile import FlowConfig
     from remitflow.settings import Topics
-    from sinks.kafka import DeliveryError, ensure_topics
 
+    _check_processes(args.processes)
     settings = _settings()
-    refdata, matching = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
-    inputs = Topics(settings.topic_prefix).inputs
-    try:
-        ensure_topics(settings.kafka_bootstrap, inputs, settings.partitions)
-        reading = _replay_start(args, settings.kafka_bootstrap, inputs)
-    except DeliveryError as exc:
-        raise OperationalError(str(exc)) from None
+    config = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
+    reading = _replay_start(args, settings.kafka_bootstrap, Topics(settings.topic_prefix).inputs)
     fresh = settings.recovery_dir / f"replay-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     started = time.perf_counter()
     try:
-        run_continuous(
-            settings,
-            FlowConfig(refdata=refdata, settings=matching),
-            reading,
-            processes=args.processes,
-            recovery_dir=fresh,
+        stopped = _run_dataflow(
+            settings, config, reading, processes=args.processes, recovery_dir=fresh
         )
-    except (DeliveryError, RedisError) as exc:
-        raise OperationalError(f"{exc} (the replay's recovery store is kept in {fresh})") from None
-    # The replay's store served only this replay; the live run keeps its own.
-    shutil.rmtree(fresh, ignore_errors=True)
+    finally:
+        # The replay's store served only this replay (the live run keeps its own); a replay
+        # that did not finish is started again from the beginning, not resumed.
+        shutil.rmtree(fresh, ignore_errors=True)
+    if stopped:
+        raise OperationalError("stopped before the end; run the replay again")
     report = {
         "replayed_from": args.from_time or args.from_offset,
-        "final": reading.final,
+        "partitions": len(reading.starts or {}),
         "elapsed_s": round(time.perf_counter() - started, 3),
     }
     out.write(orjson.dumps(report) + b"\n")
@@ -544,11 +576,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--config", help="configuration TOML (reference data, [matching])")
     rp.add_argument("--processes", type=int, default=1, help="worker processes")
-    rp.add_argument(
-        "--final",
-        action="store_true",
-        help="at the end, decide everything still open (as reconcile does; a closed period)",
-    )
     rp.set_defaults(func=_cmd_replay)
 
     rd = sub.add_parser(

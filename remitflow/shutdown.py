@@ -10,8 +10,10 @@ recovery still resumes from the last snapshot, and the sinks are idempotent).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 _STOP = threading.Event()
@@ -39,6 +41,19 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _on_signal_once(signum: int, frame: FrameType | None) -> None:
     _STOP.set()
+
+
+@contextlib.contextmanager
+def handling(*, worker: bool = False) -> Iterator[None]:
+    """:func:`install` for the duration of a run, then the previous handlers again (a test
+    process runs several dataflows and must get Ctrl-C back)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    install(worker=worker)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def install(*, worker: bool = False) -> None:

@@ -10,7 +10,7 @@ unacknowledged at the deadline.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -25,12 +25,13 @@ from remitflow.records import DeadLetter
 
 if TYPE_CHECKING:
     from sinks.erp_http import RetryPolicy
+    from sinks.erp_ledger import Claim
 
 
 class Ledger(Protocol):
     """What the sink needs of the ERP idempotency ledger (:mod:`sinks.erp_ledger`)."""
 
-    def claim(self, idempotency_key: str) -> str: ...
+    def claim(self, idempotency_key: str, event_ids: Sequence[str] = ()) -> Claim: ...
 
     def mark_posted(self, idempotency_key: str, response: str) -> None: ...
 
@@ -142,6 +143,22 @@ def record_key(record: dict[str, Any]) -> bytes | None:
     return str(key).encode() if key else None
 
 
+def _event_ids(journal: dict[str, Any]) -> list[str]:
+    return [
+        item["event_id"]
+        for side in ("remittances", "bank_transactions")
+        for item in journal.get(side) or ()
+    ]
+
+
+def _journal_note(journal: dict[str, Any], status: str, reason: str | None) -> tuple[str, Any]:
+    """What the sink did with a case's journal, for the case index (never a topic record)."""
+    note = {"record": "journal_status", "case_id": journal.get("case_id"), "status": status}
+    if reason is not None:
+        note["reason"] = reason
+    return ("case_note", note)
+
+
 class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
     def __init__(
         self,
@@ -165,16 +182,23 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
 
     def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         claimed: list[str] = []
+        notes: list[tuple[str, dict[str, Any]]] = []  # what became of journals, for the index
         for stem, record in items:
             if stem == "erp_postings" and self._ledger is not None:
                 key = record["idempotency_key"]
-                if self._ledger.claim(key) == "posted":
+                claim = self._ledger.claim(key, _event_ids(record))
+                if claim.state == "posted":
                     self.suppressed += 1
                     continue
+                if claim.state == "conflict":
+                    reason = f"its events are already journaled under {claim.other_key}"
+                    self._dead_letter(record, reason, notes)
+                    continue
                 if self._erp is not None:  # the HTTP adapter instead of the topic
-                    self._post(key, record)
+                    self._post(key, record, notes)
                     continue
                 claimed.append(key)
+                notes.append(_journal_note(record, "posted", None))
             self._send(stem, record)
         # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
         # (and recovery replays from the last snapshot) instead of losing records.
@@ -183,22 +207,31 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
             if self._ledger is not None:
                 self._ledger.mark_posted(key, "acknowledged by the erp-postings topic")
         if self._cases is not None:  # after the topics have the records: they are the truth
-            self._cases.apply(items)
+            self._cases.apply([*items, *notes])
 
-    def _post(self, key: str, journal: dict[str, Any]) -> None:
+    def _post(
+        self, key: str, journal: dict[str, Any], notes: list[tuple[str, dict[str, Any]]]
+    ) -> None:
         assert self._erp is not None and self._ledger is not None
         try:
             response = self._erp.post(journal)
         except RuntimeError as exc:  # PostingFailed: the budget is spent; the operator decides
-            letter = DeadLetter.of(
-                "post",
-                str(exc),
-                Source(system="erp", file=None, record=journal.get("case_id"), offset=None),
-                orjson.dumps(journal),
-            )
-            self._send("dead_letter", letter.model_dump(mode="json"))
+            self._dead_letter(journal, str(exc), notes)
             return
         self._ledger.mark_posted(key, response)
+        notes.append(_journal_note(journal, "posted", None))
+
+    def _dead_letter(
+        self, journal: dict[str, Any], reason: str, notes: list[tuple[str, dict[str, Any]]]
+    ) -> None:
+        letter = DeadLetter.of(
+            "post",
+            reason,
+            Source(system="erp", file=None, record=journal.get("case_id"), offset=None),
+            orjson.dumps(journal),
+        )
+        self._send("dead_letter", letter.model_dump(mode="json"))
+        notes.append(_journal_note(journal, "failed", reason))
 
     def close(self) -> None:
         self._producer.flush()

@@ -17,7 +17,6 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from remitflow import shutdown
 
@@ -44,9 +43,27 @@ class _StoppablePartition(StatefulSourcePartition[Any, int | None]):
 class KafkaInput(KafkaSource):
     """``starts`` maps Bytewax partition names (``"<partition>-<topic>"``) to first offsets."""
 
-    def __init__(self, *args: Any, starts: Mapping[str, int] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        brokers: list[str],
+        topics: list[str],
+        *args: Any,
+        starts: Mapping[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(brokers, topics, *args, **kwargs)
+        self._bootstrap = ",".join(brokers)
+        self._topic_names = list(topics)
         self._starts = dict(starts or {})
+
+    def list_parts(self) -> list[str]:
+        """Every partition of every topic (listed with a plain consumer: the parent lists them
+        with an admin client given the consumer settings, which librdkafka warns about)."""
+        consumer = _consumer(self._bootstrap)
+        try:
+            return [_name(tp) for tp in _partitions(consumer, self._topic_names)]
+        finally:
+            consumer.close()
 
     def build_part(  # type: ignore[override]  # a wrapper, not bytewax's private class
         self, step_id: str, for_part: str, resume_state: int | None
@@ -56,39 +73,73 @@ class KafkaInput(KafkaSource):
         return _StoppablePartition(super().build_part(step_id, for_part, resume_state))
 
 
-def offsets_at(bootstrap: str, topics: Iterable[str], when: datetime) -> dict[str, int]:
-    """Per partition, the first offset at or after ``when`` (the end when there is none).
-
-    Kafka keeps a timestamp per message (the producer's create time by default), and
-    ``offsets_for_times`` finds it per partition; the names are Bytewax's partition names.
-    """
-    if when.tzinfo is None:
-        raise ValueError("a replay time must carry its time zone")
-    millis = int(when.timestamp() * 1000)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    metadata = admin.list_topics(timeout=10)
-    wanted: list[TopicPartition] = []
+def _partitions(consumer: Consumer, topics: Iterable[str]) -> list[TopicPartition]:
+    metadata = consumer.list_topics(timeout=10)
+    found: list[TopicPartition] = []
     for topic in topics:
-        found = metadata.topics.get(topic)
-        if found is None or found.error is not None:
+        meta = metadata.topics.get(topic)
+        if meta is None or meta.error is not None:
             raise ValueError(f"topic {topic} does not exist")
-        wanted.extend(TopicPartition(topic, p, millis) for p in sorted(found.partitions))
-    consumer = Consumer(
+        found.extend(TopicPartition(topic, p) for p in sorted(meta.partitions))
+    return found
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "remitflow-offsets", "enable.auto.commit": 0}
     )
+
+
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.partition}-{tp.topic}"  # Bytewax's partition name
+
+
+def offsets_from(bootstrap: str, topics: Iterable[str], offset: int | None) -> dict[str, int]:
+    """Per partition, ``offset`` (the first retained one when ``None``); an offset outside
+    what a partition holds is an error, not a silent jump to its end."""
+    consumer = _consumer(bootstrap)
     try:
-        found_offsets = consumer.offsets_for_times(wanted, timeout=10)
         starts: dict[str, int] = {}
-        for tp in found_offsets:
-            if tp.error is not None:
-                raise ValueError(f"{tp.topic}[{tp.partition}]: {tp.error.str()}")
-            offset = tp.offset
-            if offset < 0:  # no message at or after that time: start at the current end
-                _, offset = consumer.get_watermark_offsets(tp, timeout=10)
-            starts[f"{tp.partition}-{tp.topic}"] = offset
+        for tp in _partitions(consumer, topics):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if offset is None:
+                starts[_name(tp)] = low
+            elif low <= offset <= high:
+                starts[_name(tp)] = offset
+            else:
+                raise ValueError(
+                    f"{tp.topic}[{tp.partition}] holds offsets {low} to {high}, not {offset}"
+                )
         return starts
     finally:
         consumer.close()
 
 
-__all__ = ["OFFSET_BEGINNING", "KafkaInput", "offsets_at"]
+def offsets_at(bootstrap: str, topics: Iterable[str], when: datetime) -> dict[str, int]:
+    """Per partition, the first offset at or after ``when`` (the end when there is none).
+
+    Kafka keeps a timestamp per message (the producer's create time by default), and
+    ``offsets_for_times`` finds it per partition.
+    """
+    if when.tzinfo is None:
+        raise ValueError("a replay time must carry its time zone")
+    millis = int(when.timestamp() * 1000)
+    consumer = _consumer(bootstrap)
+    try:
+        wanted = [
+            TopicPartition(tp.topic, tp.partition, millis) for tp in _partitions(consumer, topics)
+        ]
+        starts: dict[str, int] = {}
+        for tp in consumer.offsets_for_times(wanted, timeout=10):
+            if tp.error is not None:
+                raise ValueError(f"{tp.topic}[{tp.partition}]: {tp.error.str()}")
+            offset = tp.offset
+            if offset < 0:  # no message at or after that time: start at the current end
+                _, offset = consumer.get_watermark_offsets(tp, timeout=10)
+            starts[_name(tp)] = offset
+        return starts
+    finally:
+        consumer.close()
+
+
+__all__ = ["OFFSET_BEGINNING", "KafkaInput", "offsets_at", "offsets_from"]

@@ -30,7 +30,7 @@ CONFIRMATIONS = frozenset(
     {"posted", "posting_rejected", "posting_reversed", "duplicate_posting", "orphan_posting"}
 )
 # What finance operators must work: everything but a clean match and a clean posting.
-EXCEPTIONS = frozenset({"variance", "unmatched", *CONFIRMATIONS} - {"posted"})
+EXCEPTIONS = frozenset({"variance", "unmatched", "journal_failed", *CONFIRMATIONS} - {"posted"})
 DEFAULT_TTL_DAYS = 400  # a fiscal year and its audit; every write of a case renews it
 
 
@@ -49,6 +49,9 @@ class CaseIndex:
 
     def _trace(self, trace: str) -> str:
         return f"{self._prefix}:trace:{trace}"
+
+    def _event(self, event_id: str) -> str:
+        return f"{self._prefix}:event-cases:{event_id}"
 
     @property
     def _exceptions(self) -> str:
@@ -69,6 +72,8 @@ class CaseIndex:
                     self._decision(pipe, case_id, record)
                 elif kind in CONFIRMATIONS:
                     self._confirmation(pipe, case_id, record)
+                elif kind == "journal_status":  # the sink: posted, or dead-lettered and why
+                    self._journal_status(pipe, case_id, record)
                 elif kind == "erp_posting":
                     pipe.hset(
                         self._case(case_id),
@@ -85,6 +90,14 @@ class CaseIndex:
                 touched.add(case_id)
             pipe.execute()
         return len(touched)
+
+    def _journal_status(self, pipe: Any, case_id: str, record: dict[str, Any]) -> None:
+        fields = {"journal_status": str(record["status"])}
+        if record.get("reason"):
+            fields["journal_reason"] = str(record["reason"])
+        pipe.hset(self._case(case_id), mapping=fields)
+        if record["status"] == "failed":
+            pipe.sadd(self._exceptions, case_id)
 
     def _decision(self, pipe: Any, case_id: str, record: dict[str, Any]) -> None:
         remittances = record.get("remittances") or []
@@ -108,6 +121,8 @@ class CaseIndex:
         }
         pipe.hset(self._case(case_id), mapping=fields)
         for item in (*remittances, *deposits):
+            pipe.sadd(self._event(item["event_id"]), case_id)
+            pipe.expire(self._event(item["event_id"]), self._ttl_s)
             trace = normalize_trace(item.get("trace_number") or item.get("bank_reference"))
             if trace:
                 pipe.sadd(self._trace(trace), case_id)
@@ -133,7 +148,28 @@ class CaseIndex:
 
     def get(self, case_id: str) -> dict[str, Any] | None:
         raw = self._redis.hgetall(self._case(case_id))
-        return _view({str(k): str(v) for k, v in raw.items()}) if raw else None
+        if not raw:
+            return None
+        case = _view({str(k): str(v) for k, v in raw.items()})
+        if case.get("outcome") == "unmatched" and case["status"] == "unmatched":
+            superseding = self._superseding(case)
+            if superseding:
+                case["status"] = "superseded"
+                case["superseded_by"] = superseding
+        return case
+
+    def _superseding(self, case: dict[str, Any]) -> list[str]:
+        """An item a replay decided unmatched at the end of what it read, which a run also
+        matched (with counterparts the replay did not read): the match stands."""
+        others: set[str] = set()
+        for item in (*case.get("remittances", []), *case.get("bank_transactions", [])):
+            others |= {str(c) for c in self._redis.smembers(self._event(item["event_id"]))}
+        others.discard(case["case_id"])
+        return sorted(
+            other
+            for other in others
+            if self._redis.hget(self._case(other), "outcome") in ("matched", "variance")
+        )
 
     def by_trace(self, trace: str) -> list[dict[str, Any]]:
         normalized = normalize_trace(trace)
@@ -170,5 +206,6 @@ def _view(raw: dict[str, str]) -> dict[str, Any]:
         latest = case["postings"][-1]
         case["posting_status"] = latest["outcome"]
         case["posting_decided_at"] = latest["decided_at"]
-    case["status"] = case.get("posting_status") or case.get("outcome") or "pending"
+    failed = "journal_failed" if case.get("journal_status") == "failed" else None
+    case["status"] = case.get("posting_status") or failed or case.get("outcome") or "pending"
     return case

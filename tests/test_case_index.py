@@ -454,3 +454,24 @@ def test_case_and_trace_keys_expire_after_ttl_days(index: tuple[CaseIndex, str])
             assert DAY_S < client.ttl(key) <= 2 * DAY_S, key
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("replay_first", [True, False], ids=["replay-first", "run-first"])
+def test_a_replays_end_of_input_unmatched_item_is_superseded_by_the_runs_match(
+    replay_first: bool,
+) -> None:
+    """A replay decides at the end of what it read; an item whose counterpart it did not read
+    is unmatched there, while the run matched it. The match stands, in either order."""
+    alone = Decision("unmatched", "end_of_input", None, (LOOSE_R,), (), reason="end_of_input")
+    matched = Decision("matched", "trace_exact", 1.0, (LOOSE_R,), (LOOSE_D,))
+    batches = [records_of(alone), records_of(matched)]
+    with fresh_index() as (cases, _):
+        for batch in batches if replay_first else batches[::-1]:
+            cases.apply(batch)
+        view = cases.get(case_id(["r-loose"]))
+        assert view is not None and view["status"] == "superseded"
+        assert view["superseded_by"] == [case_id(["d-loose", "r-loose"])]
+        assert case_id(["r-loose"]) not in {c["case_id"] for c in cases.exceptions()}
+        only_unmatched = Decision("unmatched", "no_counterpart", None, (), (LOOSE_D,), reason="x")
+        cases.apply(records_of(only_unmatched))  # the deposit was in the match too
+        assert cases.get(case_id(["d-loose"]))["status"] == "superseded"  # type: ignore[index]

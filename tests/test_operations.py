@@ -177,12 +177,12 @@ def test_replay_from_time_reads_only_what_came_after(
 ) -> None:
     data, prefix, _ = deployment
     config = str(data / "refdata.toml")
-    _ingest(data, FOLDERS[:1], "--config", config)  # remittances before the incident ...
+    _ingest(data, FOLDERS[:1] + FOLDERS[2:], "--config", config)  # before the incident ...
     time.sleep(0.05)
     incident = datetime.now(UTC)
     time.sleep(0.05)
     _ingest(data, FOLDERS[1:2], "--config", config)  # ... bank transactions after it
-    assert main(["replay", "--from-time", incident.isoformat(), "--final", "--config", config]) == 0
+    assert main(["replay", "--from-time", incident.isoformat(), "--config", config]) == 0
     capsysbinary.readouterr()
 
     refdata, _ = load_config(config)
@@ -196,3 +196,67 @@ def test_replay_from_time_reads_only_what_came_after(
     audit = _records(f"{prefix}.audit")
     assert {a["event_id"] for a in audit} == bank_ids  # no remittance was read
     assert main(["replay", "--from-time", "2026-11-20T00:00:00"]) == 2  # no zone: refused
+
+
+def test_sigterm_during_run_until_end_decides_nothing_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """A stop is not the end of the input: a stopped `run --until-end` must not decide its
+    open items as if nothing more would come; the resumed run gives the embedded outcomes."""
+    data = tmp_path / "data"
+    generate_dataset(data, hospitals=2, payers=8, days=10, seed=12)
+    refdata, settings = load_config(data / "refdata.toml")
+    embedded = tmp_path / "embedded"
+    reconcile_files(
+        expand_paths([data / "remittances", data / "bank", data / "postings"]),
+        embedded,
+        FlowConfig(refdata=refdata, settings=settings),
+    )
+    prefix = f"stop-{uuid.uuid4().hex[:10]}"
+    env = {
+        "REMITFLOW_TOPIC_PREFIX": prefix,
+        "REMITFLOW_KAFKA_BOOTSTRAP": BOOTSTRAP,
+        "REMITFLOW_REDIS_URL": REDIS_URL,
+        "REMITFLOW_RECOVERY_DIR": str(tmp_path / "recovery"),
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = str(data / "refdata.toml")
+    _ingest(data, FOLDERS, "--config", config)
+    run = _spawn_run(env, "--until-end", "--config", config, "--epoch-seconds", "0.2")
+    try:
+        time.sleep(1.5)  # started, and reading (about 3k events take a few seconds)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err.decode()[-2000:]
+    stopped_early = b"stopped" in err
+    assert main(["run", "--until-end", "--config", config, "--epoch-seconds", "0.2"]) == 0
+    for stem, topic in (("matched", "matched"), ("unmatched", "unmatched")):
+        expected = read(embedded / f"{stem}.jsonl")
+        assert view(_records(f"{prefix}.{topic}")) == view(expected), (stem, stopped_early)
+    capsysbinary.readouterr()
+    with capsysbinary.disabled():
+        print(f"\nSIGTERM during run --until-end: stopped before the end: {stopped_early}")
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_unusable_servers_and_offsets_are_one_line_errors(
+    deployment: tuple[Path, str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    data, _, _ = deployment
+    config = str(data / "refdata.toml")
+    _ingest(data, FOLDERS, "--config", config)
+    assert main(["replay", "--from-offset", "999999", "--config", config]) == 2
+    assert b"holds offsets" in capsysbinary.readouterr().err
+    monkeypatch.setenv("REMITFLOW_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens
+    assert main(["run", "--until-end", "--config", config]) == 1
+    err = capsysbinary.readouterr().err.decode()
+    assert "ConnectionError" in err and "Traceback" not in err
