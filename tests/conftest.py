@@ -32,12 +32,14 @@ def sample_bytes(name: str) -> bytes:
 TEST_PHI_SECRET = "remitflow-tests-phi-secret-0123456789"
 
 
-@pytest.fixture(autouse=True)
-def _phi_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commands that feed a deployment refuse to run without a PHI secret; tests have one
-    (tests/test_phi_secret.py unsets it to see the refusal)."""
-    monkeypatch.setenv("REMITFLOW_PHI_SECRET", TEST_PHI_SECRET)
-    monkeypatch.delenv("REMITFLOW_PHI_SECRET_FILE", raising=False)
+@pytest.fixture(autouse=True, scope="session")
+def _phi_secret() -> Iterator[None]:
+    """Commands that feed a deployment refuse to run without a PHI secret; tests have one,
+    module-scoped fixtures included (tests/test_phi_secret.py unsets it to see the refusal)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REMITFLOW_PHI_SECRET", TEST_PHI_SECRET)
+        patch.delenv("REMITFLOW_PHI_SECRET_FILE", raising=False)
+        yield
 
 
 @pytest.fixture
