@@ -216,7 +216,12 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
     try:
         ensure_topics(settings.kafka_bootstrap, [target, topics.dead_letter], settings.partitions)
         producer = DeliveryTracker(settings.kafka_bootstrap)
-        for path in paths:
+        for done, path in enumerate(paths):
+            if sys.stderr.isatty():  # progress for an operator; logs get the final report
+                sys.stderr.write(
+                    f"\ringest: file {done + 1}/{len(paths)}, {counts['events']} events, "
+                    f"{sum(producer.delivered.values())} acknowledged"
+                )
             for item in parse_path(path, ctx):
                 if isinstance(item, ParseIssue):
                     counts["parse_issues"] += 1
@@ -237,6 +242,9 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
         producer.flush()
     except DeliveryError as exc:
         raise OperationalError(str(exc)) from None
+    finally:
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\033[K")
     report = {
         "files": len(paths),
         "topic": target,

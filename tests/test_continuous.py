@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,18 @@ def test_journals_go_to_an_http_erp_once_whatever_is_replayed(
         assert main(["ingest", "--kind", kind, str(data / folder), "--config", config_path]) == 0
     assert main(["run", "--until-end", "--config", config_path]) == 0
     accepted = dict(state.accepted)
-    assert accepted
+    # Every case with cash posted exactly once (the embedded journals are the reference) ...
+    embedded = tmp_path / "embedded"
+    refdata, settings = load_config(config_path)
+    reconcile_files(
+        expand_paths([data / "remittances", data / "bank", data / "postings"]),
+        embedded,
+        FlowConfig(refdata=refdata, settings=settings),
+    )
+    assert set(accepted) == {j["idempotency_key"] for j in read(embedded / "erp_postings.jsonl")}
+    for journal in accepted.values():  # ... and balanced
+        lines = journal["lines"]
+        assert sum(Decimal(x["debit"]) for x in lines) == sum(Decimal(x["credit"]) for x in lines)
     assert all(n == 2 for n in state.requests.values())  # one 503, then accepted
     assert main(["replay", "--from-offset", "earliest", "--config", config_path]) == 0
     assert state.accepted == accepted  # nothing posted twice
