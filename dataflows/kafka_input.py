@@ -10,6 +10,7 @@ running.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,14 +18,17 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import KafkaError as ConfluentError
 from pydantic import ValidationError
 
 from remitflow.events import Source, event_from_json
+from remitflow.metrics import STORE_RETRIES
 from remitflow.records import DeadLetter
 from sources.base import Parsed
 from sources.kafka import KafkaInput
 
 Message = KafkaSourceMessage[bytes | None, bytes | None]
+log = logging.getLogger("remitflow.kafka")
 
 
 def _origin(msg: Message) -> Source:
@@ -50,12 +54,29 @@ def decode(msg: Message) -> Parsed:
     return DeadLetter.of("validate", reason, _origin(msg), payload)
 
 
-def decode_or_error(item: Message | KafkaError[Any, Any]) -> Parsed:
-    """A consumer error (bytewax passes them in the stream) is a dead letter too."""
+# Errors about the connection, not about a message: the client reconnects by itself and the
+# partition resumes where it was, so they are logged and counted, never dead letters.
+_TRANSIENT = {
+    ConfluentError._TRANSPORT,
+    ConfluentError._ALL_BROKERS_DOWN,
+    ConfluentError._RESOLVE,
+    ConfluentError._TIMED_OUT,
+    ConfluentError.NETWORK_EXCEPTION,
+}
+
+
+def decode_or_error(item: Message | KafkaError[Any, Any]) -> Parsed | None:
+    """A message error (bytewax passes them in the stream) is a dead letter too; a broker
+    that went away is only waited for."""
     if isinstance(item, KafkaError):
+        err = item.err
+        if not err.fatal() and (err.code() in _TRANSIENT or err.retriable()):
+            STORE_RETRIES.labels(store="kafka").inc()
+            log.warning("Kafka consumer: %s; the client reconnects", err.str())
+            return None
         return DeadLetter.of(
             "validate",
-            f"consumer error: {item.err.str()}",
+            f"consumer error: {err.str()}",
             _origin(item.msg),
             item.msg.value or b"",
         )
@@ -89,4 +110,4 @@ def kafka_parsed(
         starts=starts,
     )
     messages = op.input("kafka_in", flow, source)
-    return op.map("decode", messages, decode_or_error)
+    return op.filter_map("decode", messages, decode_or_error)

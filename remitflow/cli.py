@@ -30,6 +30,7 @@ from remitflow.identity import PhiHasher, PhiSecretMissing, phi_secret
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
 from remitflow.settings import Settings, SettingsError
+from remitflow.stores import safe_url
 from sources.base import ParseContext, Parsed
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def _deployment_config(path: str | None, redis_url: str, prefix: str) -> Config:
         try:
             stored = ConfigStore(redis_url, prefix).current()
         except RedisError as exc:
-            raise OperationalError(f"Redis at {redis_url}: {exc}") from None
+            raise OperationalError(f"Redis at {safe_url(redis_url)}: {exc}") from None
         if stored is None:
             raise UsageError(
                 "no configuration: pass --config FILE, or load one into Redis with "
@@ -414,7 +415,7 @@ def _cmd_refdata(args: argparse.Namespace, out: IO[bytes]) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     except RedisError as exc:
-        raise OperationalError(f"Redis at {settings.redis_url}: {exc}") from None
+        raise OperationalError(f"Redis at {safe_url(settings.redis_url)}: {exc}") from None
     refdata, _ = stored.parse()
     report = {
         "version": stored.version,

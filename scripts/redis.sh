@@ -89,7 +89,9 @@ dir $RUN_DIR
 pidfile $PID_FILE
 logfile $LOG_FILE
 appendonly yes
-appendfsync everysec
+# The ERP ledger: a journal marked posted must survive a Redis crash (everysec could lose
+# the last second of marks, and a lost mark means a re-send).
+appendfsync always
 save ""
 EOF
     if [[ -n $PASSWORD ]]; then

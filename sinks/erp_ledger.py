@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-import redis
+
+from remitflow.stores import redis_client
 
 State = Literal["new", "pending", "posted", "conflict"]
 
@@ -61,7 +62,7 @@ class Claim:
 
 class IdempotencyLedger:
     def __init__(self, url: str, prefix: str = "remitflow") -> None:
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis_client(url)
         self._prefix = f"{prefix}:erp:"
         self._owner = f"{prefix}:erp-event:"
         self._claim: Any = self._redis.register_script(_CLAIM)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -22,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from remitflow.events import Source
 from remitflow.records import DeadLetter
+from remitflow.stores import retrying
 
 if TYPE_CHECKING:
     from sinks.erp_http import RetryPolicy
@@ -186,7 +188,12 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         for stem, record in items:
             if stem == "erp_postings" and self._ledger is not None:
                 key = record["idempotency_key"]
-                claim = self._ledger.claim(key, _event_ids(record))
+                # Redis down: wait for it; never post what could not be recorded first.
+                claim = retrying(
+                    partial(self._ledger.claim, key, _event_ids(record)),
+                    store="redis",
+                    what="claiming a journal",
+                )
                 if claim.state == "posted":
                     self.suppressed += 1
                     continue
@@ -204,10 +211,17 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         # (and recovery replays from the last snapshot) instead of losing records.
         self._producer.flush()
         for key in claimed:
-            if self._ledger is not None:
-                self._ledger.mark_posted(key, "acknowledged by the erp-postings topic")
-        if self._cases is not None:  # after the topics have the records: they are the truth
-            self._cases.apply([*items, *notes])
+            self._mark_posted(key, "acknowledged by the erp-postings topic")
+        cases = self._cases
+        if cases is not None:  # after the topics have the records: they are the truth
+            retrying(lambda: cases.apply([*items, *notes]), store="redis", what="updating cases")
+
+    def _mark_posted(self, key: str, response: str) -> None:
+        ledger = self._ledger
+        if ledger is not None:
+            retrying(
+                lambda: ledger.mark_posted(key, response), store="redis", what="recording a post"
+            )
 
     def _post(
         self, key: str, journal: dict[str, Any], notes: list[tuple[str, dict[str, Any]]]
@@ -218,7 +232,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         except RuntimeError as exc:  # PostingFailed: the budget is spent; the operator decides
             self._dead_letter(journal, str(exc), notes)
             return
-        self._ledger.mark_posted(key, response)
+        self._mark_posted(key, response)
         notes.append(_journal_note(journal, "posted", None))
 
     def _dead_letter(

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-import redis
 
 from remitflow.identity import normalize_trace
+from remitflow.stores import redis_client
 
 DECISIONS = frozenset({"matched", "variance", "unmatched"})
 CONFIRMATIONS = frozenset(
@@ -38,7 +38,7 @@ class CaseIndex:
     def __init__(
         self, url: str, prefix: str = "remitflow", *, ttl_days: int = DEFAULT_TTL_DAYS
     ) -> None:
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis_client(url, decode_responses=True)
         self._prefix = prefix
         self._ttl_s = ttl_days * 86_400
 

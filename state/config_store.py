@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from remitflow.config import Config, ConfigError, parse_config_text
+from remitflow.stores import redis_client
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class StoredConfig:
 
 class ConfigStore:
     def __init__(self, url: str, prefix: str = "remitflow") -> None:
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._redis = redis_client(url, decode_responses=True)
         self._key = f"{prefix}:config"
 
     def load(self, path: str | Path) -> StoredConfig:
