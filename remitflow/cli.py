@@ -397,6 +397,47 @@ def _cmd_replay(args: argparse.Namespace, out: IO[bytes]) -> int:
     return 0
 
 
+def _cmd_redrive(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """Re-submit dead letters whose cause is fixed (remitflow.redrive)."""
+    from remitflow.redrive import Redrive
+    from remitflow.settings import Topics
+    from sinks.erp_http import RetryPolicy
+    from sinks.erp_ledger import IdempotencyLedger
+    from sinks.kafka import DeliveryError, KafkaRecordSink
+    from state.case_index import CaseIndex
+
+    settings = _settings()
+    refdata, _ = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
+    sink = KafkaRecordSink(
+        settings.kafka_bootstrap,
+        settings.topic_prefix,
+        ledger=IdempotencyLedger(settings.redis_url, settings.topic_prefix),
+        cases=CaseIndex(settings.redis_url, settings.topic_prefix),
+        erp_url=settings.erp_url,
+        erp_token=settings.erp_token,
+        erp_policy=RetryPolicy(
+            max_attempts=settings.erp_max_attempts, budget_s=settings.erp_budget_s
+        ),
+    )
+    journals = sink.build("redrive", 0, 1)
+    redrive = Redrive(
+        settings.kafka_bootstrap,
+        Topics(settings.topic_prefix),
+        refdata,
+        _phi_secret(),
+        lambda journal: journals.write_batch([("erp_postings", journal)]),
+        dry_run=args.dry_run,
+    )
+    try:
+        counts = redrive.run(set(args.stage or ("validate", "parse", "post")))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except (DeliveryError, RedisError, TimeoutError) as exc:
+        raise OperationalError(f"{type(exc).__name__}: {exc}") from None
+    out.write(orjson.dumps({"dry_run": args.dry_run, **dict(sorted(counts.items()))}) + b"\n")
+    return 0
+
+
 def _cmd_refdata(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Load the deployment's configuration into Redis, or show which one is there."""
     from remitflow.config import ConfigError
@@ -586,6 +627,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config", help="configuration TOML (reference data, [matching])")
     rp.add_argument("--processes", type=int, default=1, help="worker processes")
     rp.set_defaults(func=_cmd_replay)
+
+    rv = sub.add_parser(
+        "redrive", help="re-submit dead letters whose cause is fixed (each one once)"
+    )
+    rv.add_argument(
+        "--stage",
+        action="append",
+        choices=("validate", "parse", "post"),
+        help="only these stages (repeatable; default: all three)",
+    )
+    rv.add_argument("--dry-run", action="store_true", help="count, re-submit nothing")
+    rv.add_argument("--config", help="configuration TOML (reference data resolves entities)")
+    rv.set_defaults(func=_cmd_redrive)
 
     rd = sub.add_parser(
         "refdata", help="the deployment's reference data and [matching], kept in Redis"
