@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from remitflow.events import Source, event_from_json
 from remitflow.metrics import STORE_RETRIES
 from remitflow.records import DeadLetter
+from remitflow.stores import kafka_config
 from sources.base import Parsed
 from sources.kafka import KafkaInput
 
@@ -105,7 +106,10 @@ def kafka_parsed(
         # Offsets live in Bytewax's recovery store, not in a consumer group. One that is no
         # longer in the log (retention ran while the run was down) resumes at the oldest
         # message kept, never silently at the end (librdkafka's default).
-        {"auto.offset.reset": "earliest"},
+        {
+            **kafka_config(bootstrap),  # the deployment's security settings
+            "auto.offset.reset": "earliest",
+        },
         raise_on_errors=False,  # consumer errors become dead letters instead
         starts=starts,
     )

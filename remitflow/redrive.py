@@ -34,6 +34,7 @@ from remitflow.identity import PhiHasher
 from remitflow.records import DeadLetter
 from remitflow.refdata import ReferenceData
 from remitflow.settings import Topics
+from remitflow.stores import kafka_config
 from sinks.kafka import DeliveryTracker
 from sources.base import ParseContext
 from sources.detect import parse_stream
@@ -79,12 +80,14 @@ class Redrive:
     def run(self, stages: set[str]) -> Counter[str]:
         """Every dead letter from the group's position to the topic's current end."""
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"{self._topics.prefix}.redrive",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
+            kafka_config(
+                self._bootstrap,
+                **{
+                    "group.id": f"{self._topics.prefix}.redrive",
+                    "enable.auto.commit": False,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
         topic = self._topics.dead_letter
         try:

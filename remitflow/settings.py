@@ -20,10 +20,10 @@ class Settings:
     recovery_dir: Path = Path(".run/recovery")
     metrics_port: int = 9464
     api_port: int = 8080
-    api_tokens: tuple[str, ...] = field(default_factory=tuple)
+    api_tokens: tuple[str, ...] = field(default_factory=tuple, repr=False)
     partitions: int = 4  # of topics remitflow creates
     erp_url: str | None = None  # journals over HTTP; unset: to the erp-postings topic
-    erp_token: str | None = None
+    erp_token: str | None = field(default=None, repr=False)  # a secret: never printed
     # The HTTP adapter's retry budget per journal; past it the journal is dead-lettered.
     erp_max_attempts: int = 6
     erp_budget_s: float = 60.0
@@ -40,10 +40,10 @@ class Settings:
             recovery_dir=Path(e.get("REMITFLOW_RECOVERY_DIR", str(d.recovery_dir))),
             metrics_port=_number(e, "REMITFLOW_METRICS_PORT", d.metrics_port, 1, 65535),
             api_port=_number(e, "REMITFLOW_API_PORT", d.api_port, 1, 65535),
-            api_tokens=tuple(t for t in e.get("REMITFLOW_API_TOKENS", "").split(",") if t),
+            api_tokens=tuple(t for t in (_secret(e, "REMITFLOW_API_TOKENS") or "").split(",") if t),
             partitions=_number(e, "REMITFLOW_TOPIC_PARTITIONS", d.partitions, 1, 10_000),
             erp_url=e.get("REMITFLOW_ERP_URL") or None,
-            erp_token=e.get("REMITFLOW_ERP_TOKEN") or None,
+            erp_token=_secret(e, "REMITFLOW_ERP_TOKEN"),
             erp_max_attempts=_number(e, "REMITFLOW_ERP_MAX_ATTEMPTS", d.erp_max_attempts, 1, 100),
             erp_budget_s=_number(e, "REMITFLOW_ERP_BUDGET_S", d.erp_budget_s, 0.1, 86_400.0),
         )
@@ -51,6 +51,19 @@ class Settings:
 
 class SettingsError(ValueError):
     """An environment variable remitflow cannot use."""
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """``name``, or the content of the file ``name_FILE`` names (a mounted secret)."""
+    value = env.get(name)
+    path = env.get(f"{name}_FILE")
+    if not value and path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().strip()
+        except OSError as exc:
+            raise SettingsError(f"{name}_FILE: cannot read it ({exc.strerror})") from None
+    return value or None
 
 
 def _number(env: Mapping[str, str], name: str, default: N, low: N, high: N) -> N:

@@ -1,4 +1,12 @@
-"""Redis clients for the shared stores, and waiting out a server that went away.
+"""Clients of the servers (Kafka, Redis), their security settings, and waiting out a restart.
+
+Every Kafka client remitflow makes takes its settings from :func:`kafka_config`: the
+bootstrap servers plus, from the environment, ``REMITFLOW_KAFKA_SECURITY_PROTOCOL``
+(``SASL_SSL``, ``SSL``, ...), ``REMITFLOW_KAFKA_SASL_MECHANISM``, ``REMITFLOW_KAFKA_SASL_USERNAME``,
+``REMITFLOW_KAFKA_SASL_PASSWORD`` (or ``..._FILE``), ``REMITFLOW_KAFKA_SSL_CA_LOCATION``,
+``REMITFLOW_KAFKA_SSL_CERTIFICATE_LOCATION``, ``REMITFLOW_KAFKA_SSL_KEY_LOCATION`` and
+``REMITFLOW_KAFKA_SSL_KEY_PASSWORD`` (or ``..._FILE``) for mTLS. Secrets are read when a
+client is made and never printed.
 
 Every Redis client remitflow makes comes from :func:`redis_client`, so that timeouts, AUTH and
 TLS are set in one place: the URL carries the scheme (``rediss://`` for TLS), user and database;
@@ -40,6 +48,29 @@ def _secret(name: str) -> str | None:
         with open(path, encoding="utf-8") as fh:
             value = fh.read().strip()
     return value or None
+
+
+# librdkafka property ← environment variable (passwords may come from a ``_FILE`` instead).
+_KAFKA_SECURITY = {
+    "security.protocol": "REMITFLOW_KAFKA_SECURITY_PROTOCOL",
+    "sasl.mechanism": "REMITFLOW_KAFKA_SASL_MECHANISM",
+    "sasl.username": "REMITFLOW_KAFKA_SASL_USERNAME",
+    "sasl.password": "REMITFLOW_KAFKA_SASL_PASSWORD",
+    "ssl.ca.location": "REMITFLOW_KAFKA_SSL_CA_LOCATION",
+    "ssl.certificate.location": "REMITFLOW_KAFKA_SSL_CERTIFICATE_LOCATION",
+    "ssl.key.location": "REMITFLOW_KAFKA_SSL_KEY_LOCATION",
+    "ssl.key.password": "REMITFLOW_KAFKA_SSL_KEY_PASSWORD",
+}
+
+
+def kafka_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings for a client of ``bootstrap``, with the deployment's security."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    for prop, variable in _KAFKA_SECURITY.items():
+        value = _secret(variable)
+        if value:
+            config[prop] = value
+    return {**config, **overrides}
 
 
 def redis_client(url: str, *, decode_responses: bool = False) -> redis.Redis:

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from remitflow.events import Source
 from remitflow.records import DeadLetter
-from remitflow.stores import retrying
+from remitflow.stores import kafka_config, retrying
 
 if TYPE_CHECKING:
     from sinks.erp_http import RetryPolicy
@@ -56,7 +56,7 @@ class DeliveryError(RuntimeError):
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
+        **kafka_config(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
@@ -106,7 +106,7 @@ def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float = 5.0
 ) -> list[str]:
     """Create the topics that do not exist yet (auto-creation is off on remitflow's brokers)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:

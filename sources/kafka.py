@@ -19,6 +19,7 @@ from bytewax.inputs import StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from remitflow import shutdown
+from remitflow.stores import kafka_config
 
 
 class _StoppablePartition(StatefulSourcePartition[Any, int | None]):
@@ -86,7 +87,7 @@ def _partitions(consumer: Consumer, topics: Iterable[str]) -> list[TopicPartitio
 
 def _consumer(bootstrap: str) -> Consumer:
     return Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "remitflow-offsets", "enable.auto.commit": 0}
+        kafka_config(bootstrap, **{"group.id": "remitflow-offsets", "enable.auto.commit": False})
     )
 
 
