@@ -52,6 +52,7 @@ def decode(msg: Message) -> Parsed:
         reason = f"not a canonical event: {where}: {first['type']}"
     except ValueError:  # orjson.JSONDecodeError is a ValueError
         reason = "not JSON"
+    log.debug("message dead-lettered: %s", reason, extra={"topic": msg.topic, "stage": "validate"})
     return DeadLetter.of("validate", reason, _origin(msg), payload)
 
 

@@ -22,7 +22,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
-from remitflow import shutdown
+from remitflow import logs, shutdown
 
 FlowFactory = Callable[..., Dataflow]
 
@@ -72,6 +72,7 @@ def _worker(
     epoch_interval: timedelta | None,
     graceful: bool,
 ) -> None:
+    logs.configure()  # a fresh interpreter: the parent's logging setup is not inherited
     if graceful:
         shutdown.install(worker=True)  # a worker process: its handlers live as long as it
     with throughput_gc():

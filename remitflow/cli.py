@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import IO, TYPE_CHECKING
 import orjson
 from redis.exceptions import RedisError
 
-from remitflow import __version__
+from remitflow import __version__, logs
 from remitflow.config import Config
 from remitflow.events import BankTransaction, Posting, Remittance
 from remitflow.identity import PhiHasher, PhiSecretMissing, phi_secret
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from dataflows.continuous import Reading
 
 EXIT_USAGE = 2
+log = logging.getLogger("remitflow.cli")
 MAX_WORKERS = 64
 
 
@@ -223,6 +225,7 @@ def _cmd_ingest(args: argparse.Namespace, out: IO[bytes]) -> int:
                     f"\ringest: file {done + 1}/{len(paths)}, {counts['events']} events, "
                     f"{sum(producer.delivered.values())} acknowledged"
                 )
+            log.debug("ingesting a file", extra={"file": path.name, "topic": target})
             for item in parse_path(path, ctx):
                 if isinstance(item, ParseIssue):
                     counts["parse_issues"] += 1
@@ -316,6 +319,12 @@ def _run_dataflow(
     from sinks.kafka import DeliveryError
 
     refdata, matching = config
+    log.info(
+        "dataflow starting (%s, %d process(es))",
+        "tailing" if reading.tail else "to the end of the topics",
+        processes,
+        extra={"topic": settings.topic_prefix},
+    )
     try:
         run_continuous(
             settings,
@@ -685,6 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure()
     try:
         code: int = args.func(args, sys.stdout.buffer)
     except UsageError as exc:

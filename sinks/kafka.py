@@ -9,6 +9,7 @@ unacknowledged at the deadline.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import partial
@@ -24,6 +25,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from remitflow.events import Source
 from remitflow.records import DeadLetter
 from remitflow.stores import kafka_config, retrying
+
+log = logging.getLogger("remitflow.sinks.kafka")
 
 if TYPE_CHECKING:
     from sinks.erp_http import RetryPolicy
@@ -212,6 +215,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         self._producer.flush()
         for key in claimed:
             self._mark_posted(key, "acknowledged by the erp-postings topic")
+        log.debug("batch acknowledged by the broker", extra={"count": len(items)})
         cases = self._cases
         if cases is not None:  # after the topics have the records: they are the truth
             retrying(lambda: cases.apply([*items, *notes]), store="redis", what="updating cases")
@@ -234,6 +238,10 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
             return
         self._mark_posted(key, response)
         notes.append(_journal_note(journal, "posted", None))
+        log.info(
+            "journal posted to the ERP",
+            extra={"case_id": journal.get("case_id"), "idempotency_key": key},
+        )
 
     def _dead_letter(
         self, journal: dict[str, Any], reason: str, notes: list[tuple[str, dict[str, Any]]]
@@ -246,6 +254,11 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         )
         self._send("dead_letter", letter.model_dump(mode="json"))
         notes.append(_journal_note(journal, "failed", reason))
+        log.warning(
+            "journal dead-lettered: %s",
+            reason,
+            extra={"case_id": journal.get("case_id"), "stage": "post"},
+        )
 
     def close(self) -> None:
         self._producer.flush()
