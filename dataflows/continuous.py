@@ -64,9 +64,7 @@ def kafka_flow(settings: Settings, config: FlowConfig, reading: Reading) -> Data
         cases=CaseIndex(settings.redis_url, settings.topic_prefix),
         erp_url=settings.erp_url,
         erp_token=settings.erp_token,
-        erp_policy=RetryPolicy(
-            max_attempts=settings.erp_max_attempts, budget_s=settings.erp_budget_s
-        ),
+        erp_policy=RetryPolicy.of(settings),
     )
     reconcile_stream(parsed, sink, config)
     return flow

@@ -424,9 +424,7 @@ def _cmd_redrive(args: argparse.Namespace, out: IO[bytes]) -> int:
         cases=CaseIndex(settings.redis_url, settings.topic_prefix),
         erp_url=settings.erp_url,
         erp_token=settings.erp_token,
-        erp_policy=RetryPolicy(
-            max_attempts=settings.erp_max_attempts, budget_s=settings.erp_budget_s
-        ),
+        erp_policy=RetryPolicy.of(settings),
     )
     journals = sink.build("redrive", 0, 1)
     redrive = Redrive(

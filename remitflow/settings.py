@@ -27,6 +27,7 @@ class Settings:
     # The HTTP adapter's retry budget per journal; past it the journal is dead-lettered.
     erp_max_attempts: int = 6
     erp_budget_s: float = 60.0
+    erp_timeout_s: float = 10.0  # one attempt; an answer later than this is retried
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +47,7 @@ class Settings:
             erp_token=_secret(e, "REMITFLOW_ERP_TOKEN"),
             erp_max_attempts=_number(e, "REMITFLOW_ERP_MAX_ATTEMPTS", d.erp_max_attempts, 1, 100),
             erp_budget_s=_number(e, "REMITFLOW_ERP_BUDGET_S", d.erp_budget_s, 0.1, 86_400.0),
+            erp_timeout_s=_number(e, "REMITFLOW_ERP_TIMEOUT_S", d.erp_timeout_s, 0.05, 600.0),
         )
 
 

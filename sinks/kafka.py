@@ -23,8 +23,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from remitflow.events import Source
+from remitflow.metrics import ERP_POST_ATTEMPTS
 from remitflow.records import DeadLetter
 from remitflow.stores import kafka_config, retrying
+from sinks.erp_http import PostingFailed
 
 log = logging.getLogger("remitflow.sinks.kafka")
 
@@ -199,8 +201,10 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
                 )
                 if claim.state == "posted":
                     self.suppressed += 1
+                    ERP_POST_ATTEMPTS.labels(result="suppressed").inc()
                     continue
                 if claim.state == "conflict":
+                    ERP_POST_ATTEMPTS.labels(result="conflict").inc()
                     reason = f"its events are already journaled under {claim.other_key}"
                     self._dead_letter(record, reason, notes)
                     continue
@@ -233,7 +237,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         assert self._erp is not None and self._ledger is not None
         try:
             response = self._erp.post(journal)
-        except RuntimeError as exc:  # PostingFailed: the budget is spent; the operator decides
+        except PostingFailed as exc:  # refused, or the budget is spent: the operator decides
             self._dead_letter(journal, str(exc), notes)
             return
         self._mark_posted(key, response)

@@ -25,6 +25,10 @@ from state.items import OpenItem
 
 NO_COUNTERPART = "no_counterpart"
 END_OF_INPUT = "end_of_input"
+# A counterpart that arrives after its item was decided no_counterpart: the decision stands
+# (nothing is re-opened silently) and the late item gets this outcome at once, so both sides
+# are in the exception queue, side by side, for an operator.
+LATE_COUNTERPART = "late_counterpart"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,35 +58,47 @@ class Decided:
 
 
 Result = Decided | Noted
+Snapshot = tuple[
+    dict[str, OpenItem],
+    dict[str, OpenItem],
+    dict[str, date],
+    date | None,
+    dict[str, tuple[bool, date]],
+]
 
 
 class KeyState:
     """Open items and seen ids of one key. ``add`` and ``advance`` return what was decided."""
 
-    __slots__ = ("by_trace", "deposits", "remittances", "seen", "watermark")
+    __slots__ = ("by_trace", "deposits", "lapsed", "remittances", "seen", "watermark")
 
     def __init__(self) -> None:
         self.remittances: dict[str, OpenItem] = {}
         self.deposits: dict[str, OpenItem] = {}
         self.by_trace: dict[str, set[str]] = {}
         self.seen: dict[str, date] = {}
+        # trace key → (was a remittance, its day) of items decided no_counterpart
+        self.lapsed: dict[str, tuple[bool, date]] = {}
         self.watermark: date | None = None
 
     # -- snapshots -----------------------------------------------------------------------------
 
-    def snapshot(
-        self,
-    ) -> tuple[dict[str, OpenItem], dict[str, OpenItem], dict[str, date], date | None]:
+    def snapshot(self) -> Snapshot:
         """An independent copy for recovery (items are never mutated, so shallow is enough)."""
-        return dict(self.remittances), dict(self.deposits), dict(self.seen), self.watermark
+        return (
+            dict(self.remittances),
+            dict(self.deposits),
+            dict(self.seen),
+            self.watermark,
+            dict(self.lapsed),
+        )
 
     @classmethod
-    def restore(
-        cls, snap: tuple[dict[str, OpenItem], dict[str, OpenItem], dict[str, date], date | None]
-    ) -> KeyState:
+    def restore(cls, snap: Snapshot) -> KeyState:
         state = cls()
-        rems, deps, seen, watermark = snap
+        rems, deps, seen, watermark, lapsed = snap
         state.seen = dict(seen)
+        state.lapsed = dict(lapsed)
         state.watermark = watermark
         for item in (*rems.values(), *deps.values()):
             state._open(item)
@@ -90,7 +106,7 @@ class KeyState:
 
     @property
     def is_empty(self) -> bool:
-        return not self.remittances and not self.deposits and not self.seen
+        return not self.remittances and not self.deposits and not self.seen and not self.lapsed
 
     @property
     def open_items(self) -> int:
@@ -113,6 +129,9 @@ class KeyState:
         self._open(item)
         if not early:
             return []
+        late = self._late(item)
+        if late is not None:
+            return [late]
         if item.is_remittance and not item.expects_cash:
             group = [item]
         elif item.trace_key:
@@ -156,17 +175,37 @@ class KeyState:
                     continue  # decided above
                 late = item.deadline <= watermark
                 reason = NO_COUNTERPART if late else END_OF_INPUT
+                if late and item.trace_key:
+                    self.lapsed[item.trace_key] = (item.is_remittance, item.day)
                 decision = Decision("unmatched", reason, None, *_sides(item), reason=reason)
                 self._close([decision])
                 results.append(Decided(decision, item.deadline if late else watermark, watermark))
         if not tick.final:
             horizon = watermark - timedelta(days=seen_retention)
             self.seen = {eid: day for eid, day in self.seen.items() if day >= horizon}
+            self.lapsed = {k: v for k, v in self.lapsed.items() if v[1] >= horizon}
         else:
             self.seen.clear()
+            self.lapsed.clear()
         return results
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _late(self, item: OpenItem) -> Decided | None:
+        """The counterpart of an item already decided no_counterpart, with nothing else open to
+        meet: unmatched ``late_counterpart`` now, rather than waiting out a window of its own."""
+        trace = item.trace_key
+        lapsed = self.lapsed.get(trace) if trace else None
+        if trace is None or lapsed is None or lapsed[0] == item.is_remittance:
+            return None
+        others = self.by_trace.get(trace, set()) - {item.event_id}
+        if any(self._get(e).is_remittance != item.is_remittance for e in others):
+            return None  # a counterpart is still open: the cascade decides as usual
+        decision = Decision(
+            "unmatched", LATE_COUNTERPART, None, *_sides(item), reason=LATE_COUNTERPART
+        )
+        self._close([decision])
+        return Decided(decision, item.day, item.day)
 
     def _candidates(self, settings: MatchSettings) -> Candidates:
         return Candidates(

@@ -304,3 +304,33 @@ def test_retention_is_configurable_and_the_final_tick_forgets_everything() -> No
 
 def test_days_used_here() -> None:
     assert date(2024, 3, 8) == FRIDAY and remittance().deadline == FRIDAY
+
+
+def test_a_counterpart_after_its_items_window_closed_reopens_nothing_and_is_flagged_late() -> None:
+    """DESIGN §3 decides no_counterpart when the window closes; the ERA that arrives after that
+    must not silently re-open the deposit's case: it is unmatched ``late_counterpart`` at once,
+    so both sides sit in the exception queue together."""
+    state = KeyState()
+    feed(state, [deposit(trace="12524965")])
+    lapsed = only_decision(state.advance(Tick(MONDAY + timedelta(days=9)), S))
+    assert lapsed.decision.reason == "no_counterpart"
+    late = only_decision(state.add(remittance(day=MONDAY + timedelta(days=10)), S))
+    assert (late.decision.outcome, late.decision.rule) == ("unmatched", "late_counterpart")
+    assert ids(late.decision.items) == {"r1"} and state.open_items == 0
+    # Another deposit with that trace is no counterpart of the lapsed deposit: it waits as usual.
+    assert state.add(deposit("d2", trace="12524965", day=MONDAY + timedelta(days=10)), S) == []
+    # The memory survives a snapshot and ends with the retention of seen ids.
+    restored = KeyState.restore(pickle.loads(pickle.dumps(state.snapshot())))
+    assert restored.lapsed == state.lapsed
+    restored.advance(Tick(MONDAY + timedelta(days=120)), S)
+    assert restored.lapsed == {}
+
+
+def test_a_late_counterpart_with_an_open_twin_is_matched_as_usual() -> None:
+    state = KeyState()
+    feed(state, [deposit(trace="12524965")])
+    state.advance(Tick(MONDAY + timedelta(days=9)), S)
+    later = MONDAY + timedelta(days=10)
+    feed(state, [deposit("d2", trace="12524965", day=later)])
+    got = only_decision(state.add(remittance(day=later), S))
+    assert got.decision.outcome == "matched" and ids(got.decision.items) == {"d2", "r1"}
