@@ -120,6 +120,16 @@ def test_configuration_from_redis_and_a_two_process_cluster_give_the_embedded_ou
         r["case_id"] for stem in ("unmatched", "variance") for r in read(embedded / f"{stem}.jsonl")
     }
     assert exceptions == worked
+
+    # Replays on one process and on two regenerate the same outcomes, and post nothing.
+    journals = len(_records(f"{prefix}.erp-postings"))
+    for processes in ("2", "1"):
+        assert main(["replay", "--from-offset", "earliest", "--processes", processes]) == 0
+    for stem, topic in (("matched", "matched"), ("unmatched", "unmatched")):
+        expected = read(embedded / f"{stem}.jsonl")
+        tripled = Counter({k: 3 * n for k, n in view(expected).items()})
+        assert view(_records(f"{prefix}.{topic}")) == tripled, stem
+    assert len(_records(f"{prefix}.erp-postings")) == journals
     capsysbinary.readouterr()
 
 
