@@ -49,7 +49,7 @@ def parse_implied_cents(text: str) -> Decimal:
         sign = -1 if s[0] == "-" else 1
         s = s[1:]
     if not s.isdigit() or not s.isascii():
-        raise AmountError(f"not an implied-decimal amount: {text[:20]!r}")
+        raise AmountError("not an implied-decimal amount")  # the text is not quoted: no PHI
     return (Decimal(s) * sign).scaleb(-2)
 
 

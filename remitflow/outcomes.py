@@ -126,7 +126,9 @@ class Unmatched(_Outcome):
     record: Literal["unmatched"] = Field(description="record type")
     confidence: None = Field(description="always null: nothing was matched")
     kind: Literal["remittance", "bank_transaction"] = Field(description="what the item is")
-    reason: str = Field(description="ambiguous | no_counterpart | end_of_input | late_counterpart | ...")
+    reason: str = Field(
+        description="ambiguous | no_counterpart | end_of_input | late_counterpart | ..."
+    )
     age_business_days: int = Field(
         ge=0, description="Fed business days from the item's date to the decision"
     )

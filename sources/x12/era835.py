@@ -20,6 +20,7 @@ constructing nested models in Python, and it checks every field).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable, Iterator
 from datetime import date
 from decimal import Decimal
@@ -43,6 +44,46 @@ _KNOWN_TAGS = frozenset(
     | {"RDM", "CUR", "K3"}
 )
 _ENVELOPE_TAGS = frozenset({"ISA", "IEA", "GS", "GE", "TA1"})
+
+
+# What a message or a record reference may quote from the file. Anything else is not quoted:
+# in a damaged file a shifted segment can put a patient control number (CLP01) where a count,
+# a status or a control number belongs, and reasons and references must never carry PHI.
+_ST_CONTROL = re.compile(r"\d{4,9}")  # ST02: AN 4/9, numeric in practice
+_CLAIM_STATUS = frozenset(
+    {
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+        "10",
+        "13",
+        "15",
+        "16",
+        "17",
+        "19",
+        "20",
+        "21",
+        "22",
+        "23",
+        "25",
+        "27",
+    }
+)
+
+
+def _control(value: str, ordinal: int) -> str:
+    """ST02 when it looks like one, else the set's position in the group (``#n``)."""
+    return value if _ST_CONTROL.fullmatch(value) else f"#{ordinal}"
+
+
+def _status(value: str) -> str:
+    return value if value in _CLAIM_STATUS else "not a CLP02 code"
+
+
+def _set_id(value: str) -> str:
+    return repr(value) if len(value) == 3 and value.isdigit() else "(ST01)"
 
 
 class _Unreadable(Exception):
@@ -319,7 +360,7 @@ class Era835Parser:
 
     def _open(self, els: list[str], offset: int, seg: str) -> _Set:
         self.gs_sets += 1
-        return _Set(_el(els, 2), offset, _el(els, 1), seg)
+        return _Set(_control(_el(els, 2), self.gs_sets), offset, _el(els, 1), seg)
 
     def _envelope(self, els: list[str], offset: int, seg: str) -> Iterator[Parsed]:
         tag = els[0].strip()
@@ -353,7 +394,7 @@ class Era835Parser:
         if declared.isdigit() and int(declared) != counted:
             what = "transaction sets" if tag == "GE" else "functional groups"
             yield ParseIssue.of(
-                "record_count_mismatch", f"{tag}01 says {declared} {what}, found {counted}", src
+                "record_count_mismatch", f"{tag}01 does not match the {counted} {what} found", src
             )
         if control is not None and _el(els, 2) and _el(els, 2).lstrip("0") != control.lstrip("0"):
             yield ParseIssue.of(
@@ -432,7 +473,8 @@ class Era835Parser:
             self._issue(
                 txn,
                 "unbalanced_claim",
-                f"claim {c.index} (status {c.status}): charge − adjustments − paid = {diff}",
+                f"claim {c.index} (status {_status(c.status)}): "
+                f"charge − adjustments − paid = {diff}",
                 diff,
             )
         txn.claims.append(claim)
@@ -501,9 +543,7 @@ class Era835Parser:
     def _date(self, txn: _Set, text: str, what: str) -> date | None:
         d = _date8(text)
         if d is None and text:
-            self._issue(
-                txn, "invalid_date", f"{what} date {text[:8]!r} is not a valid CCYYMMDD date"
-            )
+            self._issue(txn, "invalid_date", f"{what} date is not a valid CCYYMMDD date")
         return d
 
     # -- end of a set --------------------------------------------------------------------------
@@ -513,7 +553,10 @@ class Era835Parser:
         payload = self.term.join(txn.segments)
         if txn.set_id != "835":
             yield self._dead(
-                f"transaction set {txn.set_id[:3]!r} is not an 835", record, txn.offset, payload
+                f"transaction set {_set_id(txn.set_id)} is not an 835",
+                record,
+                txn.offset,
+                payload,
             )
             return
         if txn.fatal is None and txn.bpr is None:
@@ -543,7 +586,7 @@ class Era835Parser:
             self._issue(
                 txn,
                 "record_count_mismatch",
-                f"SE01 says {se_count} segments, found {len(txn.segments)}",
+                f"SE01 does not match the {len(txn.segments)} segments found",
             )
         if _el(se, 2) and _el(se, 2) != txn.control:
             self._issue(txn, "envelope_mismatch", "SE02 does not match ST02")
