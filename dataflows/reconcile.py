@@ -34,6 +34,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from dataflows import instrument
 from dataflows.routing import Router
 from matchers.base import MatchSettings
 from matchers.payer_recognition import PayerRecognizer
@@ -77,6 +78,7 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
         self.early = early  # decide on arrival (continuous); file mode waits for the end
         self.final: Tick | None = None
         self.state = KeyState.restore(snapshot) if snapshot is not None else KeyState()
+        self.meter = instrument.MatchMeter(self.state)
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Decided | Noted], bool]:
         out: list[Decided | Noted] = []
@@ -93,6 +95,7 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
             out.extend(state.advance(tick, settings))
             if tick.final:
                 self.final = tick
+        self.meter.after(values, out, state)
         return out, (StatefulBatchLogic.DISCARD if state.is_empty else StatefulBatchLogic.RETAIN)
 
     def on_eof(self) -> tuple[Iterable[Decided | Noted], bool]:
@@ -105,6 +108,7 @@ class MatchLogic(StatefulBatchLogic[Any, Decided | Noted, Any]):
             i.day for i in (*state.remittances.values(), *state.deposits.values())
         )
         out = state.advance(Tick(watermark, final=True), self.settings)
+        self.meter.after((), out, state)
         return out, StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> Any:
@@ -411,6 +415,7 @@ def reconcile_stream(
 ) -> None:
     """Everything after the input: the same steps whatever produced the parsed items."""
     settings = config.settings
+    parsed = op.flat_map_batch("metrics_in", parsed, instrument.count_events_in)
     router = Router(
         PayerRecognizer(config.refdata, settings.payer_name_score),
         settings,
@@ -446,7 +451,8 @@ def reconcile_stream(
         op.merge("items_and_ticks", routed, ticks_by_key),
         lambda snap: MatchLogic(settings, config.continuous, snap),
     )
-    records = op.flat_map("format", matched, _Formatter(config.refdata))
+    metered = op.flat_map_batch("metrics_decided", matched, instrument.PayerMeter(config.refdata))
+    records = op.flat_map("format", metered, _Formatter(config.refdata))
 
     journals = op.branch("is_journal", records, lambda kv: kv[0] == "__journal__")
     journal_keyed = op.map(
@@ -467,4 +473,4 @@ def reconcile_stream(
     out = op.merge(
         "all_records", dead_records, issue_records, journals.falses, confirmation_records
     )
-    op.output("sink", out, sink)
+    op.output("sink", op.flat_map_batch("metrics_out", out, instrument.count_records), sink)

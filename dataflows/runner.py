@@ -22,7 +22,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
-from remitflow import logs, shutdown
+from remitflow import logs, metrics_server, shutdown
 
 FlowFactory = Callable[..., Dataflow]
 
@@ -100,7 +100,10 @@ def execute(
     and in every worker process, and the dataflow finishes with a last snapshot.
     """
     recovery = recovery_config(recovery_dir, workers)
-    with shutdown.handling() if graceful else contextlib.nullcontext():
+    with (
+        shutdown.handling() if graceful else contextlib.nullcontext(),
+        metrics_server.worker_processes(workers),  # where the workers' metrics are served from
+    ):
         _execute(factory, args, workers, recovery, recovery_dir, epoch_interval, graceful)
 
 

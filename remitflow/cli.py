@@ -275,6 +275,7 @@ def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
     snapshot and exits 0, and the next ``run`` resumes from there.
     """
     from dataflows.continuous import Reading
+    from remitflow import metrics_server
 
     _check_processes(args.processes)
     if args.epoch_seconds <= 0:
@@ -282,13 +283,23 @@ def _cmd_run(args: argparse.Namespace, out: IO[bytes]) -> int:
     settings = _settings()
     config = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
     reading = Reading(tail=not args.until_end, final=args.until_end)
-    stopped = _run_dataflow(
-        settings,
-        config,
-        reading,
-        processes=args.processes,
-        epoch_interval=timedelta(seconds=args.epoch_seconds),
-    )
+    # Before the dataflow: with several processes the runner only gathers the workers'
+    # metrics into this endpoint when one is up.
+    try:
+        endpoint = metrics_server.serve(settings.metrics_port)
+    except OSError as exc:
+        raise OperationalError(f"metrics port {settings.metrics_port}: {exc.strerror}") from None
+    log.info("metrics on %s", endpoint.url)
+    try:
+        stopped = _run_dataflow(
+            settings,
+            config,
+            reading,
+            processes=args.processes,
+            epoch_interval=timedelta(seconds=args.epoch_seconds),
+        )
+    finally:
+        endpoint.stop()
     if stopped:
         print("remitflow run: stopped; the next run resumes from recovery", file=sys.stderr)
     return 0

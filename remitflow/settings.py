@@ -39,8 +39,9 @@ class Settings:
             topic_prefix=e.get("REMITFLOW_TOPIC_PREFIX", d.topic_prefix),
             redis_url=e.get("REMITFLOW_REDIS_URL", d.redis_url),
             recovery_dir=Path(e.get("REMITFLOW_RECOVERY_DIR", str(d.recovery_dir))),
-            metrics_port=_number(e, "REMITFLOW_METRICS_PORT", d.metrics_port, 1, 65535),
-            api_port=_number(e, "REMITFLOW_API_PORT", d.api_port, 1, 65535),
+            # 0: any free port (tests, several runs on one host)
+            metrics_port=_number(e, "REMITFLOW_METRICS_PORT", d.metrics_port, 0, 65535),
+            api_port=_number(e, "REMITFLOW_API_PORT", d.api_port, 0, 65535),
             api_tokens=tuple(t for t in (_secret(e, "REMITFLOW_API_TOKENS") or "").split(",") if t),
             partitions=_number(e, "REMITFLOW_TOPIC_PARTITIONS", d.partitions, 1, 10_000),
             erp_url=e.get("REMITFLOW_ERP_URL") or None,

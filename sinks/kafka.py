@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from remitflow.events import Source
-from remitflow.metrics import ERP_POST_ATTEMPTS
+from remitflow.metrics import ERP_POST_ATTEMPTS, dead_letter_written, journals_acknowledged
 from remitflow.records import DeadLetter
 from remitflow.stores import kafka_config, retrying
 from sinks.erp_http import PostingFailed
@@ -189,6 +189,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
 
     def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         claimed: list[str] = []
+        acknowledged: list[dict[str, Any]] = []  # journals the topic takes: the ERP's ack
         notes: list[tuple[str, dict[str, Any]]] = []  # what became of journals, for the index
         for stem, record in items:
             if stem == "erp_postings" and self._ledger is not None:
@@ -212,6 +213,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
                     self._post(key, record, notes)
                     continue
                 claimed.append(key)
+                acknowledged.append(record)
                 notes.append(_journal_note(record, "posted", None))
             self._send(stem, record)
         # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
@@ -219,6 +221,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         self._producer.flush()
         for key in claimed:
             self._mark_posted(key, "acknowledged by the erp-postings topic")
+        journals_acknowledged(acknowledged, count_posted=True)
         log.debug("batch acknowledged by the broker", extra={"count": len(items)})
         cases = self._cases
         if cases is not None:  # after the topics have the records: they are the truth
@@ -241,6 +244,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
             self._dead_letter(journal, str(exc), notes)
             return
         self._mark_posted(key, response)
+        journals_acknowledged([journal], count_posted=False)  # the adapter counted its attempts
         notes.append(_journal_note(journal, "posted", None))
         log.info(
             "journal posted to the ERP",
@@ -256,7 +260,9 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
             Source(system="erp", file=None, record=journal.get("case_id"), offset=None),
             orjson.dumps(journal),
         )
-        self._send("dead_letter", letter.model_dump(mode="json"))
+        record = letter.model_dump(mode="json")
+        self._send("dead_letter", record)
+        dead_letter_written(record)
         notes.append(_journal_note(journal, "failed", reason))
         log.warning(
             "journal dead-lettered: %s",

@@ -38,6 +38,9 @@ def _phi_secret() -> Iterator[None]:
     module-scoped fixtures included (tests/test_phi_secret.py unsets it to see the refusal)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REMITFLOW_PHI_SECRET", TEST_PHI_SECRET)
+        # `remitflow run` serves /metrics: on loopback, on any free port (runs in parallel).
+        patch.setenv("REMITFLOW_METRICS_PORT", "0")
+        patch.setenv("REMITFLOW_METRICS_ADDR", "127.0.0.1")
         patch.delenv("REMITFLOW_PHI_SECRET_FILE", raising=False)
         yield
 

@@ -112,7 +112,7 @@ def test_expand_paths_is_sorted_and_skips_hidden(tmp_path: Path) -> None:
     ("variable", "value", "message"),
     [
         ("REMITFLOW_TOPIC_PARTITIONS", "four", "is not a whole number"),
-        ("REMITFLOW_METRICS_PORT", "70000", "must be between 1 and 65535"),
+        ("REMITFLOW_METRICS_PORT", "70000", "must be between 0 and 65535"),
         ("REMITFLOW_ERP_BUDGET_S", "nan", "must be between"),
     ],
 )
