@@ -34,6 +34,7 @@ unit: $(STAMP)
 # (loopback only; the tests that need them fail rather than skip) and stopped afterwards,
 # whatever the result. `make unit` runs the tests without starting anything.
 test: lint typecheck
+	bash scripts/chromium.sh ensure
 	bash scripts/services.sh start
 	REMITFLOW_SERVICES=1 $(BIN)/python -m pytest -q; rc=$$?; \
 	  bash scripts/services.sh stop; exit $$rc

@@ -456,6 +456,36 @@ def _cmd_redrive(args: argparse.Namespace, out: IO[bytes]) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """The case status API and the exceptions page (remitflow.api) until SIGTERM."""
+    from remitflow.api import ServeError, serve
+    from remitflow.config import ConfigError, load_config
+
+    settings = _settings()
+    try:
+        config = load_config(args.config) if args.config else None
+        serve(settings, host=args.host, config=config)
+    except (ConfigError, ServeError) as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace, out: IO[bytes]) -> int:
+    """Open exceptions by age and reason, ERP journals, input lag (remitflow.status)."""
+    from remitflow.status import render_status, status_report
+
+    settings = _settings()
+    try:
+        report = status_report(settings)
+    except RedisError as exc:
+        raise OperationalError(f"Redis at {safe_url(settings.redis_url)}: {exc}") from None
+    if args.json:
+        out.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        out.write(render_status(report).encode())
+    return 0
+
+
 def _cmd_refdata(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Load the deployment's configuration into Redis, or show which one is there."""
     from remitflow.config import ConfigError
@@ -658,6 +688,19 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--dry-run", action="store_true", help="count, re-submit nothing")
     rv.add_argument("--config", help="configuration TOML (reference data resolves entities)")
     rv.set_defaults(func=_cmd_redrive)
+
+    sv = sub.add_parser(
+        "serve", help="the case status API and the exceptions page on REMITFLOW_API_PORT"
+    )
+    sv.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"
+    )
+    sv.add_argument("--config", help="configuration TOML (default: the one loaded into Redis)")
+    sv.set_defaults(func=_cmd_serve)
+
+    st = sub.add_parser("status", help="open exceptions by age and reason, ERP journals, input lag")
+    st.add_argument("--json", action="store_true", help="the report as JSON")
+    st.set_defaults(func=_cmd_status)
 
     rd = sub.add_parser(
         "refdata", help="the deployment's reference data and [matching], kept in Redis"
