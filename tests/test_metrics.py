@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import yaml
 from confluent_kafka import Producer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -371,6 +372,12 @@ def dashboard_exprs() -> list[str]:
     return [t["expr"] for p in doc["panels"] for t in p.get("targets", ())]
 
 
+def alert_exprs() -> list[str]:
+    """The Prometheus alert rules' expressions (deploy/prometheus/alerts.yml)."""
+    doc = yaml.safe_load((DASHBOARD.parents[2] / "prometheus" / "alerts.yml").read_text())
+    return [rule["expr"] for group in doc["groups"] for rule in group["rules"]]
+
+
 def test_promql_metric_names_are_found_and_nothing_else() -> None:
     expr = 'sum by (le, job) (rate(a_bucket{x="y(z)"}[5m])) / on(job) group_left b offset 1h'
     assert promql_metric_names(expr) == {"a_bucket", "b"}
@@ -483,8 +490,8 @@ def test_every_dashboard_query_names_metrics_of_the_live_exposition(served_run: 
     front); Bytewax's lag gauge is declared, and sampled once a partition was read for a
     second (librdkafka's statistics interval), which a short run may not reach."""
     sampled = sampled_names(served_run.exposition)
-    exposed = exposed_names(served_run.exposition)
-    for expr in dashboard_exprs():
+    exposed = exposed_names(served_run.exposition) | {"up"}  # up: Prometheus's own, per target
+    for expr in [*dashboard_exprs(), *alert_exprs()]:
         names = promql_metric_names(expr)
         missing = {
             n for n in names if n not in (sampled if n.startswith("remitflow_") else exposed)
