@@ -31,7 +31,7 @@ from remitflow.identity import PhiHasher, PhiSecretMissing, phi_secret
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData, ReferenceDataError, load_reference_data
 from remitflow.settings import Settings, SettingsError
-from remitflow.stores import safe_url
+from remitflow.stores import redis_client, safe_url
 from sources.base import ParseContext, Parsed
 
 if TYPE_CHECKING:
@@ -330,6 +330,12 @@ def _run_dataflow(
     from sinks.kafka import DeliveryError
 
     refdata, matching = config
+    try:  # a wrong URL fails now; an outage later is waited out (remitflow.stores.retrying)
+        redis_client(settings.redis_url).ping()
+    except RedisError as exc:
+        raise OperationalError(
+            f"Redis at {safe_url(settings.redis_url)} does not answer: {type(exc).__name__}: {exc}"
+        ) from None
     log.info(
         "dataflow starting (%s, %d process(es))",
         "tailing" if reading.tail else "to the end of the topics",

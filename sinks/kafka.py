@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from remitflow.events import Source
 from remitflow.metrics import ERP_POST_ATTEMPTS, dead_letter_written, journals_acknowledged
 from remitflow.records import DeadLetter
-from remitflow.stores import kafka_config, retrying
+from remitflow.stores import kafka_config, retrying, wait_budget_s
 from sinks.erp_http import PostingFailed
 
 log = logging.getLogger("remitflow.sinks.kafka")
@@ -66,7 +66,9 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 20,
         "compression.type": "lz4",
-        "message.timeout.ms": 30_000,
+        # A broker restart is waited out as long as a Redis one (REMITFLOW_STORE_WAIT_S):
+        # librdkafka keeps retrying each message until then, then it is a delivery error.
+        "message.timeout.ms": int(wait_budget_s() * 1000) or 1,
         **overrides,
     }
 
@@ -97,8 +99,9 @@ class DeliveryTracker:
                 self._producer.poll(0.5)
         self._producer.poll(0)
 
-    def flush(self, timeout_s: float = 60.0) -> None:
-        left = self._producer.flush(timeout_s)
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every message's outcome (a little past the messages' own timeout)."""
+        left = self._producer.flush(wait_budget_s() + 30 if timeout_s is None else timeout_s)
         if self.failed or left:
             reasons = "; ".join(sorted(set(self.failed))[:3])
             raise DeliveryError(
@@ -188,6 +191,15 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         self._producer.send(topic, record_key(record), orjson.dumps(record))
 
     def write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            self._write_batch(items)
+        except Exception:
+            # Bytewax turns an error raised here into a panic that does not carry the Python
+            # error: say what it was, then stop loudly (recovery resumes the run later).
+            log.exception("the sink could not write a batch", extra={"count": len(items)})
+            raise
+
+    def _write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         claimed: list[str] = []
         acknowledged: list[dict[str, Any]] = []  # journals the topic takes: the ERP's ack
         notes: list[tuple[str, dict[str, Any]]] = []  # what became of journals, for the index
