@@ -48,7 +48,10 @@ def decode(msg: Message) -> Parsed:
         return event_from_json(payload)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "message"
+        loc = list(first["loc"])
+        if first["type"] == "extra_forbidden":  # the field's name is the message's, not the
+            loc = loc[:-1]  # schema's: it may be anything, PHI too; say where it was instead
+        where = ".".join(str(x) for x in loc) or "message"
         reason = f"not a canonical event: {where}: {first['type']}"
     except ValueError:  # orjson.JSONDecodeError is a ValueError
         reason = "not JSON"

@@ -380,7 +380,7 @@ def _replay_start(args: argparse.Namespace, bootstrap: str, topics: Sequence[str
             starts = offsets_at(bootstrap, topics, when)
         elif args.from_offset == "earliest":
             starts = offsets_from(bootstrap, topics, None)
-        elif args.from_offset.isdigit():
+        elif args.from_offset.isascii() and args.from_offset.isdigit():
             starts = offsets_from(bootstrap, topics, int(args.from_offset))
         else:
             raise UsageError("--from-offset takes 'earliest' or an offset (a whole number)")

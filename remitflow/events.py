@@ -9,19 +9,46 @@ wire, money is a decimal string, dates are ISO-8601, and every datetime is timez
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+)
 
 SCHEMA_VERSION = 1
 
 # Money always travels as a decimal string ("945.00"), never as a JSON number, so no consumer
-# ever sees it as a float.
+# ever sees it as a float; what comes in from outside is held to the same (at most two
+# decimals, no exponent, at most 15 digits), so a float that crept in is refused, not rounded.
+_MONEY_TEXT = re.compile(r"-?[0-9]{1,15}(\.[0-9]{1,2})?")
+
+
+def _money(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError("money must be a decimal string, not a JSON number")
+    if isinstance(value, str) and not _MONEY_TEXT.fullmatch(value):
+        raise ValueError("money must be a decimal string with at most two decimals")
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -2:
+            raise ValueError("money has at most two decimals")
+    return value
+
+
 Money = Annotated[
-    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+    Decimal,
+    BeforeValidator(_money),
+    PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json"),
 ]
 
 

@@ -66,6 +66,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "acks": "all",
         "linger.ms": 20,
         "compression.type": "lz4",
+        "message.max.bytes": DEAD_LETTER_MAX_BYTES + 65536,  # the largest: a dead letter
         # A broker restart is waited out as long as a Redis one (REMITFLOW_STORE_WAIT_S):
         # librdkafka keeps retrying each message until then, then it is a delivery error.
         "message.timeout.ms": int(wait_budget_s() * 1000) or 1,
@@ -110,6 +111,12 @@ class DeliveryTracker:
             )
 
 
+# A dead letter carries its message's bytes in base64 (4/3 of them) plus its record: for a
+# message at the broker's default limit (1 MiB) the dead letter must be allowed more.
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024
+_DEAD_LETTER_TOPIC = {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES)}
+
+
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int, timeout_s: float = 5.0
 ) -> list[str]:
@@ -123,7 +130,15 @@ def ensure_topics(
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted]
+        [
+            NewTopic(
+                t,
+                num_partitions=partitions,
+                replication_factor=1,
+                config=_DEAD_LETTER_TOPIC if t.endswith(".dead-letter") else {},
+            )
+            for t in wanted
+        ]
     )
     for future in futures.values():
         try:

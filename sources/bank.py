@@ -157,7 +157,7 @@ def classify(type_code: str, facts: TextFacts) -> tuple[Direction, Category]:
     because banks disagree on 142/165/169.
     """
     code = type_code.strip()
-    n = int(code) if code.isdigit() and len(code) <= 3 else -1
+    n = int(code) if code.isascii() and code.isdigit() and len(code) <= 3 else -1
     credit = 100 <= n <= 399 or 720 <= n <= 728 or 930 <= n <= 959
     direction: Direction = "credit" if credit else "debit"
     if code in _ZBA_CODES:

@@ -296,7 +296,12 @@ def _type_code(btc: Element | None, direction: Direction) -> str:
     """BAI2 code of an entry: the bank's own 3-digit code, else the ISO code mapped, else misc."""
     if btc is not None:
         proprietary = _text(btc, "Prtry/Cd")
-        if proprietary and len(proprietary) == 3 and proprietary.isdigit():
+        if (
+            proprietary
+            and len(proprietary) == 3
+            and proprietary.isascii()
+            and proprietary.isdigit()
+        ):
             return proprietary
         domain = _text(btc, "Domn/Cd") or ""
         family = _text(btc, "Domn/Fmly/Cd") or ""

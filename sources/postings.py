@@ -55,7 +55,21 @@ _PLAIN_DECIMAL = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 _MAX_NUMBER_DECIMALS = 2
 
 
+_MAX_WHOLE_DIGITS = 15  # as remitflow.money and the canonical Money type
+
+
 def _to_amount(value: object) -> Decimal | None:
+    amount = _exact_amount(value)
+    if amount is not None:
+        _, digits, exponent = amount.as_tuple()
+        if not isinstance(exponent, int) or exponent < -_MAX_NUMBER_DECIMALS:
+            raise ValueError("has more than 2 decimals")
+        if len(digits) + exponent > _MAX_WHOLE_DIGITS:
+            raise ValueError(f"has more than {_MAX_WHOLE_DIGITS} digits before the point")
+    return amount
+
+
+def _exact_amount(value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool):  # bool is an int in Python, never an amount

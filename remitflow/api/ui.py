@@ -258,7 +258,7 @@ def _date(value: str, errors: list[str]) -> date | None:
 def _whole(value: str, errors: list[str]) -> int | None:
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     errors.append(f"“{value}” is not a number of business days: no minimum age applied.")
     return None

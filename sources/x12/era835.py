@@ -83,7 +83,7 @@ def _status(value: str) -> str:
 
 
 def _set_id(value: str) -> str:
-    return repr(value) if len(value) == 3 and value.isdigit() else "(ST01)"
+    return repr(value) if len(value) == 3 and value.isascii() and value.isdigit() else "(ST01)"
 
 
 class _Unreadable(Exception):
@@ -111,7 +111,7 @@ def _el(els: list[str], i: int) -> str:
 
 def _date8(text: str) -> date | None:
     """CCYYMMDD → date; None when empty or not a real date."""
-    if len(text) != 8 or not text.isdigit():
+    if len(text) != 8 or not (text.isascii() and text.isdigit()):
         return None
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
@@ -121,7 +121,7 @@ def _date8(text: str) -> date | None:
 
 def _date6(text: str) -> date | None:
     """ISA09 YYMMDD."""
-    if len(text) != 6 or not text.isdigit():
+    if len(text) != 6 or not (text.isascii() and text.isdigit()):
         return None
     return _date8(("20" if int(text[:2]) < 70 else "19") + text)
 
@@ -391,7 +391,7 @@ class Era835Parser:
     ) -> Iterator[ParseIssue]:
         src = self._source(tag, offset)
         declared = _el(els, 1)
-        if declared.isdigit() and int(declared) != counted:
+        if declared.isascii() and declared.isdigit() and int(declared) != counted:
             what = "transaction sets" if tag == "GE" else "functional groups"
             yield ParseIssue.of(
                 "record_count_mismatch", f"{tag}01 does not match the {counted} {what} found", src
@@ -582,7 +582,7 @@ class Era835Parser:
         plb_total = sum((p["amount"] for p in txn.plb), _ZERO)
         diff = txn.amount - (paid - plb_total)
         se_count = _el(se, 1)
-        if se_count.isdigit() and int(se_count) != len(txn.segments):
+        if se_count.isascii() and se_count.isdigit() and int(se_count) != len(txn.segments):
             self._issue(
                 txn,
                 "record_count_mismatch",
