@@ -78,8 +78,17 @@ def _control(value: str, ordinal: int) -> str:
     return value if _ST_CONTROL.fullmatch(value) else f"#{ordinal}"
 
 
+_CODE = re.compile(r"[A-Z0-9]{1,3}")
+
+
 def _status(value: str) -> str:
     return value if value in _CLAIM_STATUS else "not a CLP02 code"
+
+
+def _code(value: str) -> str:
+    """A short X12 code element as read, or empty when it is not one: a shifted element can
+    carry anything there, a patient control number included, and events keep codes as is."""
+    return value if _CODE.fullmatch(value) else ""
 
 
 def _set_id(value: str) -> str:
@@ -447,7 +456,7 @@ class Era835Parser:
         claim = _Claim(
             len(txn.claims) + 1,
             self.ctx.phi(_el(els, 1)),
-            _el(els, 2),
+            _el(els, 2) if _el(els, 2) in _CLAIM_STATUS else "",
             _amount(els, 3, "CLP03 charge"),
             _amount(els, 4, "CLP04 paid"),
         )
@@ -510,6 +519,8 @@ class Era835Parser:
                 txn.payee_tin = ident or None
 
     def _bpr(self, txn: _Set, els: list[str], tag: str, offset: int, seg: str) -> None:
+        if txn.bpr is not None:
+            return  # one BPR per 835 (as TRN): the first counts, a later one is misplaced
         txn.amount = _amount(els, 2, "BPR02 payment amount")
         txn.bpr = els
 
@@ -614,14 +625,14 @@ class Era835Parser:
                     "occurred_at": midnight_utc(when),
                     "source": self._source(record, txn.offset),
                     "kind": "remittance",
-                    "handling_code": _el(bpr, 1),
+                    "handling_code": _code(_el(bpr, 1)),
                     "amount": txn.amount,
-                    "credit_debit": _el(bpr, 3) or None,
-                    "method": _el(bpr, 4) or None,
-                    "payment_format": _el(bpr, 5) or None,
+                    "credit_debit": _code(_el(bpr, 3)) or None,
+                    "method": _code(_el(bpr, 4)) or None,
+                    "payment_format": _code(_el(bpr, 5)) or None,
                     "effective_date": effective,
                     "production_date": txn.production_date,
-                    "trace_type": _el(trn, 1) or None,
+                    "trace_type": _code(_el(trn, 1)) or None,
                     "trace_number": trace,
                     "trace_normalized": normalize_trace(trace),
                     "payer_id": _el(trn, 3) or None,
