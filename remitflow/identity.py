@@ -15,6 +15,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from remitflow.settings import SettingsError, read_secret
+
 _DEV_SECRET = b"remitflow-development-secret-do-not-use-in-production"
 PHI_SECRET_ENV = "REMITFLOW_PHI_SECRET"
 PHI_SECRET_FILE_ENV = "REMITFLOW_PHI_SECRET_FILE"  # e.g. a Docker or Kubernetes secret
@@ -41,16 +43,10 @@ def phi_secret(*, required: bool = False) -> bytes:
     :class:`PhiSecretMissing`; otherwise (the demo, tests) a fixed development value is used,
     whose hashes anyone could recompute. The secret itself is never logged or printed.
     """
-    value = os.environ.get(PHI_SECRET_ENV, "").encode()
-    path = os.environ.get(PHI_SECRET_FILE_ENV)
-    if not value and path:
-        try:
-            with open(path, "rb") as fh:
-                value = fh.read().strip()
-        except OSError as exc:
-            raise PhiSecretMissing(
-                f"{PHI_SECRET_FILE_ENV}: cannot read it ({exc.strerror})"
-            ) from None
+    try:
+        value = (read_secret(os.environ, PHI_SECRET_ENV) or "").encode()
+    except SettingsError as exc:  # the file named is unreadable
+        raise PhiSecretMissing(str(exc)) from None
     if value:
         if len(value) < MIN_SECRET_BYTES:
             raise PhiSecretMissing(

@@ -42,10 +42,12 @@ class Settings:
             # 0: any free port (tests, several runs on one host)
             metrics_port=_number(e, "REMITFLOW_METRICS_PORT", d.metrics_port, 0, 65535),
             api_port=_number(e, "REMITFLOW_API_PORT", d.api_port, 0, 65535),
-            api_tokens=tuple(t for t in (_secret(e, "REMITFLOW_API_TOKENS") or "").split(",") if t),
+            api_tokens=tuple(
+                t for t in (read_secret(e, "REMITFLOW_API_TOKENS") or "").split(",") if t
+            ),
             partitions=_number(e, "REMITFLOW_TOPIC_PARTITIONS", d.partitions, 1, 10_000),
             erp_url=e.get("REMITFLOW_ERP_URL") or None,
-            erp_token=_secret(e, "REMITFLOW_ERP_TOKEN"),
+            erp_token=read_secret(e, "REMITFLOW_ERP_TOKEN"),
             erp_max_attempts=_number(e, "REMITFLOW_ERP_MAX_ATTEMPTS", d.erp_max_attempts, 1, 100),
             erp_budget_s=_number(e, "REMITFLOW_ERP_BUDGET_S", d.erp_budget_s, 0.1, 86_400.0),
             erp_timeout_s=_number(e, "REMITFLOW_ERP_TIMEOUT_S", d.erp_timeout_s, 0.05, 600.0),
@@ -56,7 +58,7 @@ class SettingsError(ValueError):
     """An environment variable remitflow cannot use."""
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
+def read_secret(env: Mapping[str, str], name: str) -> str | None:
     """``name``, or the content of the file ``name_FILE`` names (a mounted secret)."""
     value = env.get(name)
     path = env.get(f"{name}_FILE")

@@ -35,6 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from remitflow.metrics import STORE_RETRIES
+from remitflow.settings import read_secret
 
 T = TypeVar("T")
 log = logging.getLogger("remitflow.stores")
@@ -42,12 +43,7 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutEr
 
 
 def _secret(name: str) -> str | None:
-    value = os.environ.get(name)
-    path = os.environ.get(f"{name}_FILE")
-    if not value and path:
-        with open(path, encoding="utf-8") as fh:
-            value = fh.read().strip()
-    return value or None
+    return read_secret(os.environ, name)
 
 
 # librdkafka property ← environment variable (passwords may come from a ``_FILE`` instead).
