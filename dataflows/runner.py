@@ -12,7 +12,6 @@ import gc
 import multiprocessing
 import os
 import signal
-import socket
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any
 
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import cluster_main, run_main
+from bytewax.run import cli_main
 
-from remitflow import logs, metrics_server, shutdown
+from remitflow import logs, metrics_server, shutdown, step_metrics
 
 FlowFactory = Callable[..., Dataflow]
 
@@ -47,12 +46,6 @@ def throughput_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def recovery_config(recovery_dir: Path | None, partitions: int) -> RecoveryConfig | None:
     """Bytewax recovery in ``recovery_dir``, initialised with ``partitions`` when empty."""
     if recovery_dir is None:
@@ -71,15 +64,17 @@ def _worker(
     recovery_dir: Path | None,
     epoch_interval: timedelta | None,
     graceful: bool,
+    environment: dict[str, str],
 ) -> None:
     logs.configure()  # a fresh interpreter: the parent's logging setup is not inherited
     if graceful:
         shutdown.install(worker=True)  # a worker process: its handlers live as long as it
+    os.environ.update(environment)
     with throughput_gc():
-        cluster_main(
+        cli_main(
             factory(*args),
-            addresses,
-            proc_id,
+            process_id=proc_id,
+            addresses=addresses,
             epoch_interval=epoch_interval,
             recovery_config=RecoveryConfig(recovery_dir) if recovery_dir is not None else None,
         )
@@ -102,9 +97,11 @@ def execute(
     recovery = recovery_config(recovery_dir, workers)
     with (
         shutdown.handling() if graceful else contextlib.nullcontext(),
-        metrics_server.worker_processes(workers),  # where the workers' metrics are served from
+        metrics_server.worker_processes(workers) as environments,
     ):
-        _execute(factory, args, workers, recovery, recovery_dir, epoch_interval, graceful)
+        _execute(
+            factory, args, workers, recovery, recovery_dir, epoch_interval, graceful, environments
+        )
 
 
 def _execute(
@@ -115,17 +112,29 @@ def _execute(
     recovery_dir: Path | None,
     epoch_interval: timedelta | None,
     graceful: bool,
+    environments: list[dict[str, str]],
 ) -> None:
+    # ``cli_main`` rather than ``run_main``/``cluster_main``: only it starts Bytewax's API
+    # server, the one place its per-step metrics are served (remitflow.step_metrics).
     if workers <= 1:
-        with throughput_gc():
-            run_main(factory(*args), epoch_interval=epoch_interval, recovery_config=recovery)
+        with throughput_gc(), step_metrics.environment(environments[0]):
+            cli_main(factory(*args), epoch_interval=epoch_interval, recovery_config=recovery)
         return
-    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(workers)]
+    addresses = [f"127.0.0.1:{step_metrics.free_port()}" for _ in range(workers)]
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
             target=_worker,
-            args=(factory, args, addresses, i, recovery_dir, epoch_interval, graceful),
+            args=(
+                factory,
+                args,
+                addresses,
+                i,
+                recovery_dir,
+                epoch_interval,
+                graceful,
+                environments[i],
+            ),
         )
         for i in range(workers)
     ]

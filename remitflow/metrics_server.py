@@ -13,6 +13,9 @@ One endpoint per deployment process, whatever the number of workers:
   collectors) come from this process's registry, so the exposition names the same metrics
   in both cases.
 
+Either way, Bytewax's own per-step metrics are scraped from each process's Bytewax API server
+and added (:mod:`remitflow.step_metrics`).
+
 The last run's folder stays served after its workers exit (their counters are the run's
 totals); the next run, :meth:`MetricsEndpoint.stop` or the end of the process removes it. No
 server, no folder: workers then keep their values to themselves.
@@ -36,6 +39,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from remitflow import step_metrics
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ADDR_ENV = "REMITFLOW_METRICS_ADDR"
 DEFAULT_ADDR = "0.0.0.0"  # containers: Prometheus scrapes over the compose network
@@ -48,6 +53,7 @@ class _Exposition:
         self._lock = threading.Lock()
         self._folder: Path | None = None  # the worker files of the current (or last) run
         self.servers = 0
+        self.steps = step_metrics.StepScraper()  # Bytewax's per-step metrics
 
     def use(self, folder: Path | None) -> None:
         with self._lock:
@@ -63,13 +69,14 @@ class _Exposition:
             folder = self._folder
         own = list(REGISTRY.collect())
         if folder is None:
-            yield from own
-            return
-        files = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
-        workers: list[Metric] = list(files.collect())  # type: ignore[no-untyped-call]
+            workers: list[Metric] = []
+        else:
+            files = MultiProcessCollector(None, path=str(folder))  # type: ignore[no-untyped-call]
+            workers = list(files.collect())  # type: ignore[no-untyped-call]
         written = {family.name for family in workers}
         yield from workers
         yield from (family for family in own if family.name not in written)
+        yield from self.steps.families(written | {family.name for family in own})
 
 
 _EXPOSITION = _Exposition()
@@ -125,8 +132,13 @@ def serve(port: int, addr: str | None = None) -> MetricsEndpoint:
 
 
 @contextlib.contextmanager
-def worker_processes(workers: int) -> Iterator[None]:
+def worker_processes(workers: int) -> Iterator[list[dict[str, str]]]:
     """Around spawning and joining ``workers`` worker processes (or running in this one).
+
+    Yields one environment per process (``max(workers, 1)``) for the runner to apply where
+    that process starts Bytewax: while an endpoint is serving, it opens Bytewax's API server on
+    a port of its own, whose per-step metrics ``/metrics`` then scrapes
+    (:mod:`remitflow.step_metrics`). The environments are empty when nothing is served.
 
     While an endpoint is serving and ``workers > 1``: a fresh folder for the workers' metric
     files, named by ``PROMETHEUS_MULTIPROC_DIR`` in the environment the workers inherit (this
@@ -134,11 +146,33 @@ def worker_processes(workers: int) -> Iterator[None]:
     Afterwards the variable is restored and the workers' live gauges (open items, retry queue)
     are dropped: the processes that held those items are gone. Their counters stay served.
     """
-    if workers <= 1 or not _EXPOSITION.servers:
+    processes = max(workers, 1)
+    if not _EXPOSITION.servers:
+        if workers <= 1:
+            _EXPOSITION.use(None)
+        yield [{} for _ in range(processes)]
+        return
+    with tempfile.TemporaryDirectory(prefix="remitflow-bytewax-api-") as api_cache:
+        environments: list[dict[str, str]] = [{} for _ in range(processes)]
+        if step_metrics.enabled() and (workers > 1 or step_metrics.claim_this_process()):
+            ports = [step_metrics.free_port() for _ in range(processes)]
+            _EXPOSITION.steps.use(ports)
+            environments = [
+                step_metrics.api_environment(port, Path(api_cache) / str(i))
+                for i, port in enumerate(ports)
+            ]
+            for i in range(processes):
+                (Path(api_cache) / str(i)).mkdir()
         if workers <= 1:
             _EXPOSITION.use(None)  # the dataflow runs here: this registry has its metrics
-        yield
-        return
+            yield environments
+            return
+        with _multiprocess_folder():
+            yield environments
+
+
+@contextlib.contextmanager
+def _multiprocess_folder() -> Iterator[None]:
     folder = Path(tempfile.mkdtemp(prefix="remitflow-metrics-"))
     before = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = str(folder)

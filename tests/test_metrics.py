@@ -11,8 +11,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import re
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -34,7 +39,7 @@ from dataflows import instrument
 from dataflows.embedded import reconcile_files
 from dataflows.reconcile import FlowConfig, MatchLogic
 from matchers.base import MatchSettings
-from remitflow import metrics_server
+from remitflow import metrics_server, step_metrics
 from remitflow.cli import main
 from remitflow.config import load_config
 from remitflow.refdata import Payer, ReferenceData
@@ -327,6 +332,107 @@ def test_one_process_serves_its_own_registry(tmp_path: Path, dataset: Dataset) -
     assert served[events] == own[events] > 0
 
 
+# -- Bytewax's step metrics, scraped from each process's API server ----------------------------
+
+
+def _worker_api(text: str) -> tuple[http.server.HTTPServer, int]:
+    """A loopback stand-in for one worker's Bytewax API server, answering ``text``."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = text.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_port)
+
+
+def _worker_text(worker: int, items: int) -> str:
+    return (
+        "# HELP bytewax_item_out_count_total items out\n"
+        "# TYPE bytewax_item_out_count_total counter\n"
+        f'bytewax_item_out_count_total{{step_id="f.inp",worker_index="{worker}"}} {items}\n'
+        "# HELP remitflow_events_in_total already served by remitflow\n"
+        "# TYPE remitflow_events_in_total counter\n"
+        'remitflow_events_in_total{stream="bank"} 7\n'
+        "# HELP bytewax_kafka_consumer_lag from the Python registry\n"
+        "# TYPE bytewax_kafka_consumer_lag gauge\n"
+        'bytewax_kafka_consumer_lag{step_id="f.inp",partition="0"} 3\n'
+    )
+
+
+def test_step_families_are_merged_per_name_and_kept_after_a_worker_exits() -> None:
+    scraper = step_metrics.StepScraper()
+    servers = [_worker_api(_worker_text(w, items)) for w, items in ((0, 5), (1, 9))]
+    unused = step_metrics.free_port()  # a worker that has not started its server yet
+    scraper.use([port for _, port in servers] + [unused])
+    try:
+        families = scraper.families(exclude={"bytewax_kafka_consumer_lag"})
+        # One family, both workers; remitflow's own and excluded families are left out.
+        assert [f.name for f in families] == ["bytewax_item_out_count"]
+        assert {(s.labels["worker_index"], s.value) for s in families[0].samples} == {
+            ("0", 5.0),
+            ("1", 9.0),
+        }
+    finally:
+        servers[1][0].shutdown()
+        servers[1][0].server_close()
+    # Worker 1 has exited: its last answer is still served; worker 0 answers live.
+    again = scraper.families(exclude=set())
+    names = {f.name for f in again}
+    assert names == {"bytewax_item_out_count", "bytewax_kafka_consumer_lag"}
+    out = next(f for f in again if f.name == "bytewax_item_out_count")
+    assert sorted(s.labels["worker_index"] for s in out.samples) == ["0", "1"]
+    scraper.use([])  # the next run: nothing kept from this one
+    assert scraper.families(exclude=set()) == []
+    servers[0][0].shutdown()
+    servers[0][0].server_close()
+
+
+def test_two_in_process_runs_with_the_endpoint_up_both_finish(
+    tmp_path: Path, dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytewax can start its API server once per process; a second would fail the run.
+
+    In a fresh interpreter (this one may have started it already): the first run serves step
+    metrics, the second runs without them, and both finish.
+    """
+    script = f"""
+import sys
+from pathlib import Path
+from dataflows.embedded import reconcile_files
+from remitflow import metrics_server, step_metrics
+from remitflow.config import load_config
+from dataflows.reconcile import FlowConfig
+from sources.detect import expand_paths
+root = Path({str(dataset.root)!r})
+paths = expand_paths([root / "remittances", root / "bank", root / "postings"])
+refdata, settings = load_config(root / "refdata.toml")
+config = FlowConfig(refdata=refdata, settings=settings)
+with metrics_server.serve(0, "127.0.0.1"):
+    for run in ("first", "second"):
+        reconcile_files(paths, Path({str(tmp_path)!r}) / run, config)
+assert not step_metrics.claim_this_process()  # the first run took it
+print("both finished")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "both finished" in done.stdout
+    first, second = (Written.from_files(tmp_path / run).audit for run in ("first", "second"))
+    assert first and len(first) == len(second)
+    monkeypatch.setenv(step_metrics.SWITCH_ENV, "off")  # and the operator's switch holds
+    assert not step_metrics.enabled()
+
+
 # -- the dashboard -----------------------------------------------------------------------------
 
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
@@ -402,11 +508,31 @@ def test_the_dashboard_is_provisionable_and_covers_the_issue() -> None:
     titles = " ".join(p["title"].lower() for p in panels)
     for topic in ("events in", "lag", "match rate by payer", "unmatched by payer", "aging"):
         assert topic in titles
-    for topic in ("erp post", "posting latency", "dead letters", "retries"):
+    for topic in ("erp post", "posting latency", "dead letters", "retries", "per step"):
         assert topic in titles
 
 
 # -- on Kafka: `remitflow run --until-end --processes 2` ---------------------------------------
+
+
+@contextlib.contextmanager
+def scraping(endpoint: metrics_server.MetricsEndpoint) -> Iterator[list[str]]:
+    """Scrape every 0.2 s while the block runs, as Prometheus would (bounded: 10 minutes)."""
+    answers: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        deadline = time.monotonic() + 600
+        while not done.wait(0.2) and time.monotonic() < deadline:
+            answers.append(scrape(endpoint))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        yield answers
+    finally:
+        done.set()
+        poller.join(timeout=30)
 
 
 @dataclass(frozen=True)
@@ -418,7 +544,8 @@ class ServedRun:
 @pytest.fixture(scope="module")
 def served_run(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[ServedRun]:
     """Ingest the dataset and one poison message under a fresh prefix, then run two worker
-    processes to the end of the topics with the endpoint up; scrape it once they are done.
+    processes to the end of the topics with the endpoint up, scraped while they run (Bytewax's
+    step metrics are only answered by live workers); scrape it once more when they are done.
 
     The servers' test helpers are imported here: their modules skip themselves when the
     servers are not wanted, and the tests above need none.
@@ -451,10 +578,11 @@ def served_run(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> It
         producer.produce(topics.remittances, b"{not json", b"poison")
         assert producer.flush(30) == 0
         try:
-            with metrics_server.serve(0, "127.0.0.1") as endpoint:
+            with metrics_server.serve(0, "127.0.0.1") as endpoint, scraping(endpoint) as live:
                 run = ["run", "--until-end", "--processes", "2", "--epoch-seconds", "0.5"]
                 assert main([*run, "--config", config]) == 0
                 exposition = scrape(endpoint)
+            assert live, "no scrape answered while the run was going"
             yield ServedRun(exposition, Written.from_topics(topics))
         finally:
             client = redis.Redis.from_url(REDIS_URL)
@@ -497,3 +625,26 @@ def test_every_dashboard_query_names_metrics_of_the_live_exposition(served_run: 
             n for n in names if n not in (sampled if n.startswith("remitflow_") else exposed)
         }
         assert not missing, f"{expr}: {sorted(missing)} not in the exposition"
+
+
+@pytest.mark.services
+def test_bytewax_step_metrics_of_both_workers_are_served(served_run: ServedRun) -> None:
+    """Bytewax's per-step counters, scraped from each worker's API server, in one family per
+    name: both workers, every step of the flow, the input steps' items bounded by what the
+    topics hold (the last scrape before a worker exits may trail its final count)."""
+    families = {
+        f.name: f
+        for f in text_string_to_metric_families(served_run.exposition)
+        if f.name.startswith("bytewax_")
+    }
+    declared = re.findall(r"^# TYPE (bytewax_\S+) ", served_run.exposition, re.M)
+    assert len(declared) == len(set(declared))
+    items_out = families["bytewax_item_out_count"].samples
+    assert {s.labels["worker_index"] for s in items_out} == {"0", "1"}
+    steps = {s.labels["step_id"] for s in items_out}
+    assert {"remitflow.kafka_in", "remitflow.match", "remitflow.confirm"} <= steps
+    read = sum(s.value for s in items_out if s.labels["step_id"] == "remitflow.kafka_in")
+    ingested = len(served_run.written.audit) + 1  # every event, plus the poison message
+    assert 0 < read <= ingested
+    on_batch = families["bytewax_stateful_batch_on_batch_duration_seconds"].samples
+    assert {s.labels["step_id"] for s in on_batch} >= {"remitflow.match", "remitflow.confirm"}

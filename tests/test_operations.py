@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ from typing import Any
 import orjson
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from dataflows.embedded import reconcile_files
 from dataflows.reconcile import FlowConfig
+from remitflow import step_metrics
 from remitflow.cli import main
 from remitflow.config import load_config
 from remitflow.events import BankTransaction
@@ -133,6 +136,27 @@ def test_configuration_from_redis_and_a_two_process_cluster_give_the_embedded_ou
     capsysbinary.readouterr()
 
 
+def _step_workers(port: int, step_id: str, workers: int, timeout_s: float = 30.0) -> set[str]:
+    """The worker indexes ``/metrics`` shows items out of ``step_id`` for (waits for
+    ``workers`` of them, or ``timeout_s``)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        seen = {
+            s.labels["worker_index"]
+            for family in text_string_to_metric_families(text)
+            if family.name == "bytewax_item_out_count"
+            for s in family.samples
+            if s.labels.get("step_id") == step_id and s.value > 0
+        }
+        if len(seen) >= workers:
+            return seen
+        time.sleep(0.3)
+    return seen
+
+
 def _spawn_run(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "remitflow", "run", *args],
@@ -152,12 +176,18 @@ def test_sigterm_stops_a_tailing_run_cleanly_and_the_next_run_resumes(
     data, prefix, env = deployment
     config = str(data / "refdata.toml")
     _ingest(data, FOLDERS, "--config", config)
+    port = step_metrics.free_port()
     run = _spawn_run(
-        env, "--config", config, "--processes", str(processes), "--epoch-seconds", "0.5"
+        {**env, "REMITFLOW_METRICS_PORT": str(port)},
+        *("--config", config, "--processes", str(processes), "--epoch-seconds", "0.5"),
     )
     try:
         # Tailing, certain pairs are decided on arrival: wait for the first of them.
         assert consume_all(f"{prefix}.audit", 1, timeout_s=60), "the run produced nothing"
+        # Its /metrics carries Bytewax's step counters of every worker process.
+        assert _step_workers(port, "remitflow.kafka_in", processes) == {
+            str(i) for i in range(processes)
+        }
         time.sleep(1.0)
         run.send_signal(signal.SIGTERM)
         _, err = run.communicate(timeout=60)
