@@ -76,4 +76,6 @@ def cash_match(
 
 def ordered(items: Sequence[OpenItem]) -> list[OpenItem]:
     """A canonical order (date, then id) so decisions never depend on arrival order."""
+    if len(items) < 2:  # most cases: one ERA, one deposit (called several times per case)
+        return list(items)
     return sorted(items, key=lambda i: (i.day, i.event_id))

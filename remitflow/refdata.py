@@ -98,6 +98,17 @@ class ReferenceData(_Model):
         return {_account_key(a.number): e.id for e in self.entities for a in e.accounts}
 
     @cached_property
+    def _facility(self) -> dict[str, str | None]:
+        index: dict[str, str | None] = {}
+        for e in self.entities:
+            index.setdefault(e.id, e.facility)  # the first entity of an id, as a scan finds
+        return index
+
+    def facility(self, entity: str | None) -> str | None:
+        """The facility dimension of an entity (called per journal)."""
+        return self._facility.get(entity) if entity is not None else None
+
+    @cached_property
     def _account(self) -> dict[str, BankAccount]:
         return {_account_key(a.number): a for e in self.entities for a in e.accounts}
 

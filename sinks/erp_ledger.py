@@ -72,15 +72,34 @@ class IdempotencyLedger:
 
     def claim(self, idempotency_key: str, event_ids: Sequence[str] = ()) -> Claim:
         """``new`` when this call claimed the key; else the state it was found in."""
+        return self.claim_many([(idempotency_key, event_ids)])[0]
+
+    def claim_many(self, journals: Sequence[tuple[str, Sequence[str]]]) -> list[Claim]:
+        """:meth:`claim` for each ``(idempotency key, event ids)``, in order, in one round trip.
+
+        Each claim is still its own script run: the same outcomes as claiming one by one,
+        a key named twice included (the second finds it ``pending``).
+        """
         record = orjson.dumps({"status": "pending", "claimed_at": time.time()})
-        keys = [self._key(idempotency_key), *(self._owner + e for e in sorted(event_ids))]
-        state, other = self._claim(keys=keys, args=[idempotency_key, record])
-        other_key = other.decode() if other else None
-        return Claim(state.decode(), other_key)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key, event_ids in journals:
+                keys = [self._key(key), *(self._owner + e for e in sorted(event_ids))]
+                self._claim(keys=keys, args=[key, record], client=pipe)
+            answers = pipe.execute()
+        return [
+            Claim(state.decode(), other.decode() if other else None) for state, other in answers
+        ]
 
     def mark_posted(self, idempotency_key: str, response: str) -> None:
-        record = {"status": "posted", "posted_at": time.time(), "response": response}
-        self._redis.set(self._key(idempotency_key), orjson.dumps(record))
+        self.mark_posted_many([idempotency_key], response)
+
+    def mark_posted_many(self, idempotency_keys: Sequence[str], response: str) -> None:
+        """Record each key as posted with ``response``, in one round trip."""
+        record = orjson.dumps({"status": "posted", "posted_at": time.time(), "response": response})
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in idempotency_keys:
+                pipe.set(self._key(key), record)
+            pipe.execute()
 
     def status(self, idempotency_key: str) -> dict[str, object] | None:
         raw = self._redis.get(self._key(idempotency_key))

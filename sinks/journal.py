@@ -78,7 +78,7 @@ def journal_record(
         raise JournalImbalance(
             f"case {record['case_id']}: debits {money_text(debit)} ≠ credits {money_text(credit)}"
         )
-    facility = _facility(refdata, entity)
+    facility = refdata.facility(entity)
     record["idempotency_key"] = idempotency_key(entity, (i.event_id for i in decision.items))
     record["journal_date"] = max(d.day for d in deposits).isoformat()
     record["currency"] = gl.currency
@@ -184,10 +184,6 @@ def _payer_of(item: OpenItem, refdata: ReferenceData) -> tuple[str | None, str |
     if found is not None:
         return found.clearing_account, found.id
     return None, item.payer if item.payer and item.payer != "?" else None
-
-
-def _facility(refdata: ReferenceData, entity: str | None) -> str | None:
-    return next((e.facility for e in refdata.entities if e.id == entity), None)
 
 
 def _join(traces: list[str]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 class Ledger(Protocol):
     """What the sink needs of the ERP idempotency ledger (:mod:`sinks.erp_ledger`)."""
 
-    def claim(self, idempotency_key: str, event_ids: Sequence[str] = ()) -> Claim: ...
+    def claim_many(self, journals: Sequence[tuple[str, Sequence[str]]]) -> list[Claim]: ...
 
-    def mark_posted(self, idempotency_key: str, response: str) -> None: ...
+    def mark_posted_many(self, idempotency_keys: Sequence[str], response: str) -> None: ...
 
 
 class CaseWriter(Protocol):
@@ -214,19 +214,32 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
             log.exception("the sink could not write a batch", extra={"count": len(items)})
             raise
 
+    def _claims(self, items: list[tuple[str, dict[str, Any]]]) -> Iterator[Claim]:
+        """The batch's journals claimed in one round trip, in the order they come."""
+        ledger = self._ledger
+        if ledger is None:
+            return iter(())
+        journals = [
+            (record["idempotency_key"], _event_ids(record))
+            for stem, record in items
+            if stem == "erp_postings"
+        ]
+        if not journals:
+            return iter(())
+        # Redis down: wait for it; never post what could not be recorded first.
+        return iter(
+            retrying(partial(ledger.claim_many, journals), store="redis", what="claiming journals")
+        )
+
     def _write_batch(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         claimed: list[str] = []
         acknowledged: list[dict[str, Any]] = []  # journals the topic takes: the ERP's ack
         notes: list[tuple[str, dict[str, Any]]] = []  # what became of journals, for the index
+        claims = self._claims(items)
         for stem, record in items:
             if stem == "erp_postings" and self._ledger is not None:
                 key = record["idempotency_key"]
-                # Redis down: wait for it; never post what could not be recorded first.
-                claim = retrying(
-                    partial(self._ledger.claim, key, _event_ids(record)),
-                    store="redis",
-                    what="claiming a journal",
-                )
+                claim = next(claims)
                 if claim.state == "posted":
                     self.suppressed += 1
                     ERP_POST_ATTEMPTS.labels(result="suppressed").inc()
@@ -246,19 +259,20 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         # Every batch is acknowledged before the dataflow goes on: a failure stops it loudly
         # (and recovery replays from the last snapshot) instead of losing records.
         self._producer.flush()
-        for key in claimed:
-            self._mark_posted(key, "acknowledged by the erp-postings topic")
+        self._mark_posted(claimed, "acknowledged by the erp-postings topic")
         journals_acknowledged(acknowledged, count_posted=True)
         log.debug("batch acknowledged by the broker", extra={"count": len(items)})
         cases = self._cases
         if cases is not None:  # after the topics have the records: they are the truth
             retrying(lambda: cases.apply([*items, *notes]), store="redis", what="updating cases")
 
-    def _mark_posted(self, key: str, response: str) -> None:
+    def _mark_posted(self, keys: Sequence[str], response: str) -> None:
         ledger = self._ledger
-        if ledger is not None:
+        if ledger is not None and keys:
             retrying(
-                lambda: ledger.mark_posted(key, response), store="redis", what="recording a post"
+                lambda: ledger.mark_posted_many(keys, response),
+                store="redis",
+                what="recording posts",
             )
 
     def _post(
@@ -270,7 +284,7 @@ class _RecordPartition(StatelessSinkPartition[tuple[str, dict[str, Any]]]):
         except PostingFailed as exc:  # refused, or the budget is spent: the operator decides
             self._dead_letter(journal, str(exc), notes)
             return
-        self._mark_posted(key, response)
+        self._mark_posted([key], response)
         journals_acknowledged([journal], count_posted=False)  # the adapter counted its attempts
         notes.append(_journal_note(journal, "posted", None))
         log.info(

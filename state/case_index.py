@@ -43,6 +43,37 @@ RESOLUTION = "resolution"  # an operator's resolution (remitflow.resolutions), v
 DEFAULT_TTL_DAYS = 400  # a fiscal year and its audit; every write of a case renews it
 
 
+class _Coalesced:
+    """A pipeline front that merges a batch's set additions and expiries per key.
+
+    ``sadd`` and ``expire`` are only collected; :meth:`flush` sends one SADD per key with
+    every member and one EXPIRE per key (the last TTL asked, all equal here). The end state is
+    the same as sending each: set union and TTL renewal commute. Hash writes pass through.
+    """
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._members: dict[str, list[str]] = {}
+        self._ttl: dict[str, int] = {}
+
+    def hset(self, key: str, *, mapping: Mapping[str, str]) -> None:
+        self._pipe.hset(key, mapping=mapping)
+
+    def sadd(self, key: str, member: str) -> None:
+        self._members.setdefault(key, []).append(member)
+
+    def expire(self, key: str, seconds: int) -> None:
+        self._ttl[key] = seconds
+
+    def flush(self) -> None:
+        for key, members in self._members.items():
+            self._pipe.sadd(key, *dict.fromkeys(members))
+        for key, seconds in self._ttl.items():
+            self._pipe.expire(key, seconds)
+        self._members.clear()
+        self._ttl.clear()
+
+
 class CaseIndex:
     def __init__(
         self, url: str, prefix: str = "remitflow", *, ttl_days: int = DEFAULT_TTL_DAYS
@@ -83,7 +114,10 @@ class CaseIndex:
     def apply(self, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Fold one batch of ``(stem, record)`` outputs in; returns the cases touched."""
         touched: set[str] = set()
-        with self._redis.pipeline(transaction=False) as pipe:
+        with self._redis.pipeline(transaction=False) as redis_pipe:
+            # Index sets are written once per batch: one SADD of all their new members and one
+            # EXPIRE each, however many cases of the batch name the same payer or day.
+            pipe = _Coalesced(redis_pipe)
             for _, record in records:
                 kind = record.get("record")
                 case_id = record.get("case_id")
@@ -111,7 +145,8 @@ class CaseIndex:
                     pipe.sadd(self._exceptions, case_id)
                 pipe.expire(self._case(case_id), self._ttl_s)
                 touched.add(case_id)
-            pipe.execute()
+            pipe.flush()
+            redis_pipe.execute()
         return len(touched)
 
     def _journal_status(self, pipe: Any, case_id: str, record: dict[str, Any]) -> None:
