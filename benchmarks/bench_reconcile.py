@@ -19,8 +19,17 @@ Rows:
 * remitflow dataflow, in memory: the real ``build_flow`` graph, fed the same events from memory
   (one partition per input file, in batches the size of ``sources.files``'), into a sink that
   only counts, run by ``bytewax.testing.run_main`` with one worker. No parsing, no file I/O.
+* the same with Bytewax recovery on: a fresh SQLite recovery store per run
+  (``dataflows.runner.recovery_config``), at Bytewax's default epoch (10 s) and at
+  ``--epoch-seconds`` (5 s by default, as ``remitflow run``). What it adds is the snapshots of
+  every touched key and partition, pickled and written at each epoch's end and at end of input.
 * the same, fed every parsed item: the postings (ERP confirmations), dead letters and parse
   issues go through their steps too.
+* naive peer, Bytewax per-item state on the trace key: exact-trace matching as a Bytewax user
+  would write it without remitflow (``key_on`` the normalized trace, one state per trace, an
+  item at a time, no batching, what is left open at end of input unmatched). It has none of
+  remitflow's other rules, so it decides differently: it is exempt from the agreement check and
+  says how many items it matched against remitflow's ``trace_exact`` rule.
 * remitflow reconcile end to end: ``dataflows.embedded.reconcile_files`` over the files, parsing
   included, writing the JSONL records; with 1 worker, then with N worker processes (each joins a
   local Bytewax cluster; starting the processes is part of the time).
@@ -46,6 +55,7 @@ its recovery store at each epoch).
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import dataclasses
 import gc
@@ -60,20 +70,24 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import bytewax.operators as op
 import orjson
+from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig
 from bytewax.testing import run_main
 
 from benchmarks.common import Machine, best_of, fmt_num, fmt_ratio, markdown_table
 from dataflows.embedded import reconcile_files
 from dataflows.reconcile import FlowConfig, _Formatter, build_flow
 from dataflows.routing import Router
-from dataflows.runner import throughput_gc
+from dataflows.runner import recovery_config, throughput_gc
 from matchers.payer_recognition import PayerRecognizer
 from remitflow.config import load_config
 from remitflow.events import BankTransaction, Remittance
@@ -97,7 +111,9 @@ DEFAULT_SEED = 7
 DEFAULT_RUNS = 3
 DEFAULT_E2E_RUNS = 1
 DEFAULT_WORKERS = 2
-DEFAULT_OPEN_ITEMS = 200_000
+DEFAULT_OPEN_ITEMS = 200_000  # ≈ 16 s here; 1,000,000 (the issue's figure) ≈ 95 s, 3.5 GB
+BYTEWAX_EPOCH_S = 10.0  # Bytewax's default epoch interval (bytewax.run)
+DEFAULT_EPOCH_S = 5.0  # `remitflow run --epoch-seconds`' default
 GENERATE_S_PER_HOSPITAL_DAY = 0.02  # measured: 40 hospitals × 22 days, 24 payers ≈ 17 s
 PARSING = "parsing the files into canonical events (not timed; about as long as generating)…"
 PHI_KEY = b"bench"
@@ -105,6 +121,7 @@ INPUT_FOLDERS = ("remittances", "bank", "postings")
 ROUTED_KINDS = frozenset({"remittance", "bank_transaction"})
 
 Routed = Remittance | BankTransaction
+PeerDecision = tuple[str, tuple[str, ...], tuple[str, ...]]  # outcome, remittance/bank ids
 T = TypeVar("T")
 
 # --- data -----------------------------------------------------------------------------------
@@ -228,20 +245,35 @@ class Tally:
     A matched or variance decision is one case; an unmatched one is a case per item (as the
     output records have it). The plain loop counts results; the dataflow rows count audit
     records (one per item, with its case id). The same logic must give the same tally.
+    ``rules`` (items per matched or variance rule) is counted from results only: it is what the
+    naive peer's matches are compared with.
     """
 
     items: int = 0
     cases: int = 0
     case_ids: set[str] = field(default_factory=set)
+    rules: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)  # items per outcome (the peer)
 
     def count_results(self, results: Iterable[Result]) -> None:
         for r in results:
             if isinstance(r, Decided):
                 n = len(r.decision.items)
                 self.items += n
-                self.cases += n if r.decision.outcome == "unmatched" else 1
+                if r.decision.outcome == "unmatched":
+                    self.cases += n
+                else:
+                    self.cases += 1
+                    self.rules[r.decision.rule] += n
             else:
                 self.items += 1
+
+    def count_peer(self, decision: PeerDecision) -> None:
+        outcome, remittances, deposits = decision
+        n = len(remittances) + len(deposits)
+        self.items += n
+        self.cases += n if outcome == "unmatched" else 1
+        self.outcomes[outcome] += n
 
     def count_audit(self, record: dict[str, Any]) -> None:
         if record["kind"] in ROUTED_KINDS:
@@ -267,7 +299,7 @@ def audit_tally(path: Path) -> Tally:
 
 # --- rows -----------------------------------------------------------------------------------
 
-Role = Literal["ceiling", "reference", "dataflow", "end-to-end"]
+Role = Literal["ceiling", "reference", "dataflow", "recovery", "peer", "end-to-end"]
 Input = Literal["routed", "all"]  # remittances + bank transactions, or every parsed item
 
 
@@ -354,12 +386,12 @@ def records_reference_row(corpus: Corpus, runs: int) -> Row:
     return row
 
 
-class _ListPartition(StatefulSourcePartition[Parsed, int]):
-    def __init__(self, items: Sequence[Parsed], resume: int | None) -> None:
+class _ListPartition(StatefulSourcePartition[T, int]):
+    def __init__(self, items: Sequence[T], resume: int | None) -> None:
         self._items = items
         self._next = resume or 0
 
-    def next_batch(self) -> list[Parsed]:
+    def next_batch(self) -> list[T]:
         if self._next >= len(self._items):
             raise StopIteration
         batch = list(self._items[self._next : self._next + BATCH])
@@ -370,17 +402,21 @@ class _ListPartition(StatefulSourcePartition[Parsed, int]):
         return self._next
 
 
-class MemorySource(FixedPartitionedSource[Parsed, int]):
+class MemorySource(FixedPartitionedSource[T, int]):
     """Pre-parsed items, one partition per input file, in batches of ``sources.files.BATCH``:
-    the partitions and batches the dataflow gets from files, without parsing them."""
+    the partitions and batches the dataflow gets from files, without parsing them. A partition's
+    snapshot is the index of its next item (a picklable int) and ``build_part`` resumes there,
+    so the source also runs with recovery on."""
 
-    def __init__(self, per_file: Sequence[Sequence[Parsed]]) -> None:
+    def __init__(self, per_file: Sequence[Sequence[T]]) -> None:
         self._parts = {f"{i:06d}": items for i, items in enumerate(per_file) if items}
 
     def list_parts(self) -> list[str]:
         return list(self._parts)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ListPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _ListPartition[T]:
         return _ListPartition(self._parts[for_part], resume_state)
 
 
@@ -407,9 +443,16 @@ class CountingSink(DynamicSink[tuple[str, dict[str, Any]]]):
         return _CountingPartition(self)
 
 
-def run_in_memory(per_file: Sequence[Sequence[Parsed]], config: FlowConfig) -> CountingSink:
+def run_in_memory(
+    per_file: Sequence[Sequence[Parsed]],
+    config: FlowConfig,
+    *,
+    recovery: RecoveryConfig | None = None,
+    epoch: timedelta | None = None,
+) -> CountingSink:
     sink = CountingSink()
-    run_main(build_flow("bench-reconcile", MemorySource(per_file), sink, config))  # type: ignore[no-untyped-call]
+    flow = build_flow("bench-reconcile", MemorySource(per_file), sink, config)
+    run_main(flow, epoch_interval=epoch, recovery_config=recovery)  # type: ignore[no-untyped-call]
     return sink
 
 
@@ -437,6 +480,169 @@ def dataflow_row(corpus: Corpus, runs: int, fed: Input) -> Row:
             f"incl. {kinds['Posting']:,} postings; {kinds['DeadLetter']:,} dead letters and "
             f"{kinds['ParseIssue']:,} parse issues also flow, not counted as events"
         )
+    return row
+
+
+def recovery_row(corpus: Corpus, runs: int, epoch_s: float, scratch: Path) -> Row:
+    """The in-memory dataflow row with Bytewax recovery on, at an epoch of ``epoch_s``.
+
+    Each run gets a fresh store, made before the clock starts (as ``remitflow run`` makes it
+    before the flow): a store left by an earlier run would resume at its end of input."""
+    epoch = timedelta(seconds=epoch_s)
+    why = {BYTEWAX_EPOCH_S: "Bytewax's default", DEFAULT_EPOCH_S: "remitflow run's default"}
+    label = f"remitflow dataflow, in memory, 1 worker, recovery on (epoch {epoch_s:g} s)"
+    row = Row(label, "recovery", "routed", corpus.routed_events())
+    stores = [scratch / f"recovery-{epoch_s:g}s-{n}" for n in range(max(1, runs))]
+    prepared = iter([(store, recovery_config(store, 1)) for store in stores])
+
+    def once() -> tuple[CountingSink, Path]:
+        store, recovery = next(prepared)
+        return run_in_memory(corpus.routed, corpus.config, recovery=recovery, epoch=epoch), store
+
+    row.seconds, ((sink, store), row.gc_seconds) = best_of(runs, timed_gc(once))
+    row.tally = sink.tally
+    written = sum(f.stat().st_size for f in store.iterdir())
+    shorter = row.seconds is not None and row.seconds < epoch_s
+    row.notes.append(
+        f"the row above with Bytewax recovery: a fresh SQLite store per run "
+        f"(recovery_config(dir, 1)), epoch_interval {epoch_s:g} s"
+        f"{f' ({why[epoch_s]})' if epoch_s in why else ''}; "
+        + (
+            "shorter than one epoch, so snapshots are taken once, at end of input; "
+            if shorter
+            else ""
+        )
+        + f"{written / 1e6:.1f} MB in the store after the run; best of {runs}"
+    )
+    return row
+
+
+# --- naive peer -----------------------------------------------------------------------------
+
+PeerState = tuple[list[Remittance], list[BankTransaction]]  # open on one trace, oldest first
+
+
+def peer_trace(event: Routed) -> str:
+    """The plain normalized trace: no entity, payer, check number or amount in the key."""
+    return normalize_trace(event.trace_number)
+
+
+def _pair(rem: Remittance, dep: BankTransaction) -> PeerDecision:
+    outcome = "matched" if rem.amount == dep.amount else "variance"
+    return outcome, (rem.event_id,), (dep.event_id,)
+
+
+def match_on_trace(
+    state: PeerState | None, event: Routed
+) -> tuple[PeerState | None, PeerDecision | None]:
+    """A ``stateful_map`` mapper: one event of a trace in, at most one decision out.
+
+    An event pairs with the oldest open item of the other side of its trace (equal amounts:
+    matched, else variance); with none open, it waits. A traceless event cannot pair: it is
+    unmatched at once. The state is dropped (``None``) when nothing is left open."""
+    if not event.trace_number:
+        rem_ids, dep_ids = (
+            ((event.event_id,), ()) if isinstance(event, Remittance) else ((), (event.event_id,))
+        )
+        return state, ("unmatched", rem_ids, dep_ids)
+    rems, deps = state if state is not None else ([], [])
+    decision: PeerDecision | None = None
+    if isinstance(event, Remittance):
+        if deps:
+            decision = _pair(event, deps.pop(0))
+        else:
+            rems.append(event)
+    elif rems:
+        decision = _pair(rems.pop(0), event)
+    else:
+        deps.append(event)
+    return ((rems, deps) if rems or deps else None), decision
+
+
+class TraceLogic(StatefulLogic[Routed, PeerDecision, PeerState]):
+    """``op.stateful_map(match_on_trace)`` plus an end-of-input flush.
+
+    ``op.stateful_map`` is ``op.stateful`` with a logic whose ``on_item`` calls the mapper on
+    each item and keeps what it returns: that logic cannot see end of input, so what is still
+    open could never be reported unmatched. This is the same logic (one item at a time, no
+    batching, the state deep-copied at snapshots as stateful_map's is) with an ``on_eof`` that
+    emits every item left open as unmatched: the simplest honest way to close the books, and no
+    extra step per item (a downstream ``fold_final`` would add one)."""
+
+    def __init__(self, resume: PeerState | None) -> None:
+        self.state = resume
+
+    def on_item(self, value: Routed) -> tuple[list[PeerDecision], bool]:
+        self.state, decision = match_on_trace(self.state, value)
+        return ([decision] if decision is not None else []), self.state is None
+
+    def on_eof(self) -> tuple[list[PeerDecision], bool]:
+        rems, deps = self.state if self.state is not None else ([], [])
+        out: list[PeerDecision] = [("unmatched", (r.event_id,), ()) for r in rems]
+        out.extend(("unmatched", (), (d.event_id,)) for d in deps)
+        return out, StatefulLogic.DISCARD
+
+    def snapshot(self) -> PeerState:
+        assert self.state is not None
+        return copy.deepcopy(self.state)
+
+
+class _PeerPartition(StatelessSinkPartition[tuple[str, PeerDecision]]):
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+
+    def write_batch(self, items: list[tuple[str, PeerDecision]]) -> None:
+        for _, decision in items:
+            self._tally.count_peer(decision)
+
+
+class PeerSink(DynamicSink[tuple[str, PeerDecision]]):
+    """Tallies the peer's decisions; writes nothing (one process)."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PeerPartition:
+        return _PeerPartition(self.tally)
+
+
+def peer_flow(per_file: Sequence[Sequence[Routed]], sink: PeerSink) -> Dataflow:
+    flow = Dataflow("bench-naive-peer")
+    events = op.input("events", flow, MemorySource(per_file))
+    keyed = op.key_on("trace", events, peer_trace)
+    decisions = op.stateful("match_on_trace", keyed, TraceLogic)
+    op.output("decisions", decisions, sink)
+    return flow
+
+
+def run_peer(per_file: Sequence[Sequence[Routed]]) -> PeerSink:
+    sink = PeerSink()
+    run_main(peer_flow(per_file, sink))  # type: ignore[no-untyped-call]
+    return sink
+
+
+def peer_row(corpus: Corpus, runs: int, remitflow: Tally | None) -> Row:
+    label = "naive peer: Bytewax stateful_map on the trace key, 1 worker"
+    row = Row(label, "peer", "routed", corpus.routed_events())
+    row.seconds, (sink, row.gc_seconds) = best_of(runs, timed_gc(lambda: run_peer(corpus.routed)))
+    row.tally = t = sink.tally
+    row.notes.append(
+        f"op.input (the same partitions and batches) → key_on normalize_trace(trace) → "
+        f"op.stateful with a stateful_map mapper per item + an on_eof flush → a counting sink; "
+        f"decisions are tuples of ids, no records; best of {runs}"
+    )
+    line = (
+        f"it matched {t.outcomes['matched']:,} items, {t.outcomes['variance']:,} in variance, "
+        f"{t.outcomes['unmatched']:,} unmatched"
+    )
+    if remitflow is not None:
+        line += (
+            f"; remitflow's trace_exact rule matched {remitflow.rules['trace_exact']:,} items "
+            f"(and trace_normalized {remitflow.rules['trace_normalized']:,}, check_number "
+            f"{remitflow.rules['check_number']:,}); none of remitflow's other rules, so not "
+            "checked against the ceiling"
+        )
+    row.notes.append(line)
     return row
 
 
@@ -588,6 +794,7 @@ def run_reconcile_benchmark(
     e2e_runs: int = DEFAULT_E2E_RUNS,
     workers: int = DEFAULT_WORKERS,
     open_items: int = DEFAULT_OPEN_ITEMS,
+    epoch_seconds: float = DEFAULT_EPOCH_S,
     scratch: Path | None = None,
 ) -> ReconcileReport:
     """Every row, on the same corpus, in this run."""
@@ -596,11 +803,15 @@ def run_reconcile_benchmark(
     try:
         with throughput_gc():  # the embedded runner's collector settings, input frozen
             rows = [
-                ceiling_row(corpus, runs),
+                ceiling := ceiling_row(corpus, runs),
                 records_reference_row(corpus, runs),
                 dataflow_row(corpus, runs, "routed"),
-                dataflow_row(corpus, runs, "all"),
+                recovery_row(corpus, runs, BYTEWAX_EPOCH_S, where),
             ]
+            if epoch_seconds > 0 and epoch_seconds != BYTEWAX_EPOCH_S:
+                rows.append(recovery_row(corpus, runs, epoch_seconds, where))
+            rows.append(dataflow_row(corpus, runs, "all"))
+            rows.append(peer_row(corpus, runs, ceiling.tally))
         rows.append(end_to_end_row(corpus, e2e_runs, 1, where))
         if workers > 1:
             rows.append(end_to_end_row(corpus, e2e_runs, workers, where))
@@ -616,6 +827,7 @@ COLUMNS = (
     "events/s",
     "MB/s",
     "÷ ceiling",
+    "remitflow ×",
     "seconds",
     "of which GC",
     "items decided",
@@ -625,8 +837,9 @@ COLUMNS = (
 
 
 def table_rows(report: ReconcileReport) -> list[list[str]]:
-    ceiling = report.row("ceiling")
+    ceiling, flow = report.row("ceiling"), report.row("dataflow")
     top = ceiling.events_per_s if ceiling else None
+    ours = flow.events_per_s if flow else None
     cells = [list(COLUMNS)]
     for r in report.rows:
         cells.append(
@@ -635,6 +848,7 @@ def table_rows(report: ReconcileReport) -> list[list[str]]:
                 fmt_num(r.events_per_s) if r.events_per_s else "not available",
                 fmt_num(r.mb_per_s),
                 fmt_ratio(r.events_per_s, top) if r.input == "routed" else "—",
+                fmt_ratio(ours, r.events_per_s) if r.role == "peer" else "—",
                 f"{r.seconds:.2f}" if r.seconds else "—",
                 f"{r.gc_seconds:.2f}" if r.gc_seconds is not None else "—",
                 f"{r.tally.items:,}" if r.tally else "—",
@@ -676,7 +890,8 @@ def goal_lines(report: ReconcileReport) -> list[str]:
         )
     if ceiling is not None and ceiling.tally is not None:
         expected = ceiling.tally.counts
-        differ = [r for r in report.rows if r.tally is not None and r.tally.counts != expected]
+        judged = [r for r in report.rows if r.tally is not None and r.role != "peer"]
+        differ = [r for r in judged if r.tally is not None and r.tally.counts != expected]
         for r in differ:
             assert r.tally is not None
             lines.append(
@@ -684,8 +899,9 @@ def goal_lines(report: ReconcileReport) -> list[str]:
                 f"cases; the ceiling {expected[0]:,} in {expected[1]:,}."
             )
         if not differ:
+            but = " but the naive peer" if len(judged) < len(report.rows) else ""
             lines.append(
-                f"every row decided the same {expected[0]:,} items in {expected[1]:,} cases."
+                f"every row{but} decided the same {expected[0]:,} items in {expected[1]:,} cases."
             )
     return lines
 
@@ -707,11 +923,13 @@ def format_report(report: ReconcileReport) -> str:
         "",
         "events/s: canonical events in per second of wall time (remittances + bank transactions,",
         "and postings for the rows fed every item); MB/s: input file bytes (10^6) per second;",
-        "÷ ceiling: share of the plain-loop rate over the same events (one core); items decided:",
-        "remittances and bank transactions given a terminal outcome; cases: a matched or variance",
-        "decision is one, an unmatched decision one per item; of which GC: seconds spent in the",
-        "cyclic garbage collector (gc.callbacks; not measurable inside worker processes). Every",
-        "row runs under the embedded runner's collector settings (throughput_gc).",
+        "÷ ceiling: share of the plain-loop rate over the same events (one core); remitflow ×:",
+        "the in-memory dataflow's rate over the peer's; items decided: remittances and bank",
+        "transactions given a terminal outcome; cases: a matched or variance decision is one, an",
+        "unmatched decision one per item (the peer's by its own, trace-only rule); of which GC:",
+        "seconds spent in the cyclic garbage collector (gc.callbacks; not measurable inside worker",
+        "processes). Every row runs under the embedded runner's collector settings",
+        "(throughput_gc).",
         *goal_lines(report),
     ]
     return "\n".join(lines)
@@ -754,7 +972,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="worker processes of the second end-to-end row (below 2: no such row)",
     )
     p.add_argument(
-        "--open-items", type=int, default=DEFAULT_OPEN_ITEMS, help="open items to measure memory"
+        "--open-items",
+        type=int,
+        default=DEFAULT_OPEN_ITEMS,
+        help="open items to measure memory (the issue's figure: 1000000, about 95 s and 3.5 GB)",
+    )
+    p.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=DEFAULT_EPOCH_S,
+        help="epoch of the second recovery row, as `remitflow run --epoch-seconds` (0: no such "
+        f"row; the first runs at Bytewax's default, {BYTEWAX_EPOCH_S:g} s)",
     )
     p.add_argument(
         "--data", type=Path, help="use `remitflow generate` output in DIR, generate none"
@@ -783,6 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             e2e_runs=args.e2e_runs,
             workers=args.workers,
             open_items=args.open_items,
+            epoch_seconds=args.epoch_seconds,
             scratch=out / "runs",
         )
         print(format_report(report))

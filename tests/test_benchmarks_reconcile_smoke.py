@@ -1,13 +1,16 @@
 """The reconcile benchmark runs end to end on a tiny generated dataset and fills every row.
 
 No timing asserts: the numbers belong to the machine. What is asserted is that every row ran,
-and that every way of running the matching decided the same items in the same cases.
+and that every way of running remitflow's matching decided the same items in the same cases
+(the naive peer has rules of its own: it must only account for every item).
 """
 
 from __future__ import annotations
 
 import io
 from contextlib import redirect_stdout
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,14 @@ from benchmarks.bench_reconcile import (
     format_report,
     load_corpus,
     measure_open_items,
+    run_in_memory,
+    run_peer,
     run_reconcile_benchmark,
+    table_rows,
 )
+from dataflows.runner import recovery_config
+from remitflow.events import BankTransaction, Remittance
+from remitflow.identity import normalize_trace
 from sources.synthetic import generate_dataset
 
 
@@ -61,7 +70,10 @@ def test_every_row_is_measured(report: ReconcileReport, corpus: Corpus) -> None:
         "ceiling: plain Python loop",
         "plain Python loop + output records",
         "remitflow dataflow, in memory, 1 worker",
+        "remitflow dataflow, in memory, 1 worker, recovery on (epoch 10 s)",
+        "remitflow dataflow, in memory, 1 worker, recovery on (epoch 5 s)",
         "remitflow dataflow, in memory, 1 worker, every parsed item",
+        "naive peer: Bytewax stateful_map on the trace key, 1 worker",
         "remitflow reconcile end to end (files → JSONL), 1 worker",
         "remitflow reconcile end to end (files → JSONL), 2 workers",
     ]
@@ -74,6 +86,25 @@ def test_every_row_is_measured(report: ReconcileReport, corpus: Corpus) -> None:
     for row in report.rows[-2:]:
         assert row.mb_per_s is not None and row.mb_per_s > 0, row.label
     assert report.rows[-1].gc_seconds is None  # collected in the workers, not measured here
+    for row in report.rows:
+        if row.role == "recovery":
+            assert "MB in the store after the run" in row.notes[-1], row.label
+
+
+def test_the_new_rows_have_their_ratios(report: ReconcileReport) -> None:
+    cells = table_rows(report)
+    header = cells[0]
+    by_label = {c[0]: dict(zip(header, c, strict=True)) for c in cells[1:]}
+    for label in (
+        "remitflow dataflow, in memory, 1 worker, recovery on (epoch 10 s)",
+        "remitflow dataflow, in memory, 1 worker, recovery on (epoch 5 s)",
+        "naive peer: Bytewax stateful_map on the trace key, 1 worker",
+    ):
+        assert by_label[label]["÷ ceiling"].endswith("×"), label
+        assert float(by_label[label]["÷ ceiling"].rstrip("×")) > 0, label
+    peer = by_label["naive peer: Bytewax stateful_map on the trace key, 1 worker"]
+    assert float(peer["remitflow ×"].rstrip("×")) > 0
+    assert by_label["ceiling: plain Python loop"]["remitflow ×"] == "—"
 
 
 def test_every_row_decides_what_the_ceiling_decides(
@@ -83,9 +114,19 @@ def test_every_row_decides_what_the_ceiling_decides(
     assert ceiling is not None and ceiling.tally is not None
     # Conservation: every remittance and bank transaction ends in exactly one outcome.
     assert ceiling.tally.items == corpus.routed_events()
+    assert ceiling.tally.rules["trace_exact"] > 0  # what the peer's matches are compared with
     for row in report.rows:
         assert row.tally is not None
-        assert row.tally.counts == ceiling.tally.counts, row.label
+        if row.role == "peer":  # its own rules: it only has to account for every item
+            assert row.tally.items == corpus.routed_events()
+            assert sum(row.tally.outcomes.values()) == row.tally.items
+            assert row.tally.outcomes["matched"] > 0
+            assert (
+                f"trace_exact rule matched {ceiling.tally.rules['trace_exact']:,}"
+                in (row.notes[-1])
+            )
+        else:
+            assert row.tally.counts == ceiling.tally.counts, row.label
 
 
 def test_open_items_are_measured(report: ReconcileReport) -> None:
@@ -111,7 +152,7 @@ def test_the_report_prints_the_machine_the_goals_and_the_agreement(
     assert "goal ≥ 100,000 events/s per worker" in text
     assert "goal ≥ 50% of the plain-loop ceiling" in text
     assert "goal ≤ 2,048 bytes per open item" in text
-    assert "every row decided the same" in text and "MISMATCH" not in text
+    assert "every row but the naive peer decided the same" in text and "MISMATCH" not in text
 
 
 def test_the_memory_source_resumes_after_what_it_emitted(corpus: Corpus) -> None:
@@ -126,6 +167,43 @@ def test_the_memory_source_resumes_after_what_it_emitted(corpus: Corpus) -> None
         part.next_batch()
 
 
+def test_a_run_with_recovery_resumes_after_what_its_sources_emitted(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    """The store holds each partition's position: a second run on it reads nothing again."""
+    store = tmp_path / "recovery"
+    epoch = timedelta(seconds=10)
+    first = run_in_memory(
+        corpus.routed, corpus.config, recovery=recovery_config(store, 1), epoch=epoch
+    )
+    assert first.tally.items == corpus.routed_events()
+    again = run_in_memory(
+        corpus.routed, corpus.config, recovery=recovery_config(store, 1), epoch=epoch
+    )
+    assert again.tally.items == 0 and sum(again.records.values()) == 0
+
+
+def test_the_naive_peer_pairs_by_trace_and_flushes_what_is_left(corpus: Corpus) -> None:
+    routed = [e for items in corpus.routed for e in items]
+    bank = next(e for e in routed if isinstance(e, BankTransaction))
+    by_trace = {normalize_trace(e.trace_number): e for e in routed if isinstance(e, Remittance)}
+    a, b, c = list(by_trace.values())[:3]  # three traces of their own
+
+    def deposit(n: int, rem: Remittance, amount: Decimal) -> BankTransaction:
+        trace = "00" + rem.trace_number.lower()  # the key is the normalized trace
+        update = {"event_id": f"dep-{n}", "trace_number": trace, "amount": amount}
+        return bank.model_copy(update=update)
+
+    traceless = bank.model_copy(update={"event_id": "dep-none", "trace_number": None})
+    per_file: list[list[Remittance | BankTransaction]] = [
+        [deposit(1, a, a.amount), a, b],  # the deposit first: it waits for its remittance
+        [deposit(2, b, b.amount + Decimal("0.01")), c, traceless],
+    ]
+    tally = run_peer(per_file).tally
+    assert tally.outcomes == {"matched": 2, "variance": 2, "unmatched": 2}  # c and the traceless
+    assert tally.items == 6 and tally.cases == 4
+
+
 def test_a_folder_without_inputs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="remitflow generate"):
         load_corpus(tmp_path, "empty")
@@ -134,6 +212,7 @@ def test_a_folder_without_inputs_is_refused(tmp_path: Path) -> None:
 def test_command_line_runs_the_reconcile_benchmark(data_dir: Path) -> None:
     out = io.StringIO()
     args = ["--data", str(data_dir), "--runs", "1", "--workers", "1", "--open-items", "200"]
+    args += ["--epoch-seconds", "0"]
     with redirect_stdout(out):
         status = bench_cli.main(["reconcile", *args, "--profile"])
     text = out.getvalue()
@@ -141,5 +220,7 @@ def test_command_line_runs_the_reconcile_benchmark(data_dir: Path) -> None:
     assert "== benchmark: reconcile ==" in text
     assert "| ceiling: plain Python loop " in text
     assert "end to end (files → JSONL), 1 worker " in text
+    assert "recovery on (epoch 10 s) " in text and "epoch 5 s" not in text  # --epoch-seconds 0
+    assert "| naive peer: Bytewax stateful_map on the trace key" in text
     assert "2 workers" not in text  # --workers 1: no multi-process row
     assert "cProfile of the in-memory dataflow" in text and "garbage collection: " in text
