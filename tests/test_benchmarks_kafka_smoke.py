@@ -61,9 +61,12 @@ def test_every_row_is_measured_on_a_tiny_volume(tmp_path: Path) -> None:
         cells = rows[name]
         assert cells[1] == events
         assert float(cells[3].replace(",", "")) > 0
-    # --until-end decides every event: one audit record each.
-    assert "one audit record per event" in rows["remitflow Kafka→Kafka, 1 process(es)"][-1]
-    assert "one audit record per event" in rows["remitflow Kafka→Kafka, 2 process(es)"][-1]
+    # Continuous semantics: most events decided by the end, never one audited twice.
+    for processes in ("1", "2"):
+        notes = rows[f"remitflow Kafka→Kafka, {processes} process(es)"][-1]
+        audited = re.search(r"([\d,]+) audit records", notes)
+        assert audited is not None, notes
+        assert 1500 < int(audited[1].replace(",", "")) <= 3000
     latency = rows["steady 1,000 events/s"]
     decided = re.search(r"([\d,]+) pairs decided, ([\d,]+) not decided", latency[-1])
     assert decided is not None
