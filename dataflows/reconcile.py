@@ -44,7 +44,14 @@ from remitflow.events import Source as Origin
 from remitflow.records import DeadLetter, ParseIssue
 from remitflow.refdata import ReferenceData
 from sinks.journal import JournalImbalance, journal_record
-from sinks.records import RECORD_FILE, case_id, decision_records, posting_outcome_record
+from sinks.records import (
+    RECORD_FILE,
+    case_header,
+    case_id,
+    decision_records,
+    iso,
+    posting_outcome_record,
+)
 from sources.base import Parsed
 from state.items import OpenItem
 from state.key_state import Decided, KeyState, Noted, Tick
@@ -326,9 +333,19 @@ class _Formatter:
     def __init__(self, refdata: ReferenceData) -> None:
         self.refdata = refdata
 
-    def __call__(self, keyed: tuple[str, Decided | Noted]) -> list[tuple[str, Any]]:
-        _, result = keyed
+    def batch(self, keyed: list[tuple[str, Decided | Noted]]) -> list[tuple[str, Any]]:
+        """A batch's records, all stamped with one emission time (one clock read per batch)."""
         now = _now()
+        out: list[tuple[str, Any]] = []
+        for one in keyed:
+            out.extend(self(one, now))
+        return out
+
+    def __call__(
+        self, keyed: tuple[str, Decided | Noted], now: datetime | None = None
+    ) -> list[tuple[str, Any]]:
+        _, result = keyed
+        now = now or _now()
         if isinstance(result, Noted):
             item = result.item
             return [
@@ -346,10 +363,16 @@ class _Formatter:
             ]
         decision = result.decision
         decided_at = midnight_utc(result.decided_on)
+        # A case's record and its journal start with the same header: build it once.
+        header = (
+            None
+            if decision.outcome == "unmatched"
+            else case_header(decision, decision.outcome, iso(decided_at), iso(now))
+        )
         out: list[tuple[str, Any]] = [
             (RECORD_FILE[r["record"]], r)
             for r in decision_records(
-                decision, decided_at=decided_at, emitted_at=now, as_of=result.as_of
+                decision, decided_at=decided_at, emitted_at=now, as_of=result.as_of, header=header
             )
         ]
         if decision.outcome == "unmatched":
@@ -372,7 +395,9 @@ class _Formatter:
                 )
             )
         try:
-            journal = journal_record(decision, self.refdata, decided_at=decided_at, emitted_at=now)
+            journal = journal_record(
+                decision, self.refdata, decided_at=decided_at, emitted_at=now, header=header
+            )
         except JournalImbalance as exc:
             # Never crash the flow over one case: the operator gets it, with its items.
             letter = DeadLetter.of(
@@ -452,7 +477,7 @@ def reconcile_stream(
         lambda snap: MatchLogic(settings, config.continuous, snap),
     )
     metered = op.flat_map_batch("metrics_decided", matched, instrument.PayerMeter(config.refdata))
-    records = op.flat_map("format", metered, _Formatter(config.refdata))
+    records = op.flat_map_batch("format", metered, _Formatter(config.refdata).batch)
 
     journals = op.branch("is_journal", records, lambda kv: kv[0] == "__journal__")
     journal_keyed = op.map(

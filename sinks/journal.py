@@ -43,12 +43,18 @@ class _Line:
 
 
 def journal_record(
-    decision: Decision, refdata: ReferenceData, *, decided_at: datetime, emitted_at: datetime
+    decision: Decision,
+    refdata: ReferenceData,
+    *,
+    decided_at: datetime,
+    emitted_at: datetime,
+    header: Record | None = None,
 ) -> Record | None:
     """The ``erp_posting`` record of a matched or variance case with cash; else ``None``.
 
     Unmatched items post nothing, and a case without deposits (a zero-pay ``non_payment`` ERA)
-    moves no cash. Raises :class:`JournalImbalance` when the lines cannot balance.
+    moves no cash. Raises :class:`JournalImbalance` when the lines cannot balance. ``header``:
+    the case's :func:`case_header` for these times, when the caller built it already.
     """
     if decision.outcome == "unmatched" or not decision.deposits:
         return None
@@ -73,7 +79,10 @@ def journal_record(
     debit = sum(line.cents for line in lines if line.cents > 0)
     credit = -sum(line.cents for line in lines if line.cents < 0)
     entity = case_entity(decision)
-    record = case_header(decision, "erp_posting", iso(decided_at), iso(emitted_at))
+    if header is not None:
+        record = {**header, "record": "erp_posting"}
+    else:
+        record = case_header(decision, "erp_posting", iso(decided_at), iso(emitted_at))
     if debit != credit:
         raise JournalImbalance(
             f"case {record['case_id']}: debits {money_text(debit)} ≠ credits {money_text(credit)}"

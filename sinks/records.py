@@ -79,12 +79,18 @@ def bank_minus_remittance_cents(decision: Decision) -> int:
 
 
 def decision_records(
-    decision: Decision, *, decided_at: datetime, emitted_at: datetime, as_of: date
+    decision: Decision,
+    *,
+    decided_at: datetime,
+    emitted_at: datetime,
+    as_of: date,
+    header: Record | None = None,
 ) -> list[Record]:
     """The records of one decision: one for a case, one per item when unmatched.
 
     ``as_of`` is the event-time business date of the decision, from which an unmatched item's
-    age is counted.
+    age is counted. ``header``: the case's :func:`case_header` for these times, when the
+    caller built it already (it is copied, not changed).
     """
     decided, emitted = iso(decided_at), iso(emitted_at)
     if decision.outcome == "unmatched":
@@ -93,7 +99,11 @@ def decision_records(
             _unmatched(item, decision.rule, reason, decided, emitted, as_of)
             for item in ordered(decision.items)
         ]
-    record = case_header(decision, decision.outcome, decided, emitted)
+    record = (
+        dict(header)
+        if header is not None
+        else case_header(decision, decision.outcome, decided, emitted)
+    )
     if decision.outcome == "variance":
         record["variance"] = {
             "amount": money_text(bank_minus_remittance_cents(decision)),

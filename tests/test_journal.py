@@ -293,12 +293,11 @@ def test_accounts_come_from_reference_data() -> None:
 
 def test_no_journal_without_cash_or_for_exceptions() -> None:
     zero_pay = remittance("rem-1", 0)
-    decided = {"decided_at": DECIDED, "emitted_at": EMITTED}
     non_payment = decide("matched", (zero_pay,), (), rule="non_payment")
-    assert journal_record(non_payment, REFDATA, **decided) is None
+    assert journal_record(non_payment, REFDATA, decided_at=DECIDED, emitted_at=EMITTED) is None
     era, cash = remittance("rem-2", 1000), deposit("bank-2", 1000)
     unmatched = decide("unmatched", (era,), (cash,), rule="ambiguity", reason="ambiguous")
-    assert journal_record(unmatched, REFDATA, **decided) is None
+    assert journal_record(unmatched, REFDATA, decided_at=DECIDED, emitted_at=EMITTED) is None
 
 
 def test_key_and_lines_do_not_depend_on_item_order() -> None:
