@@ -30,10 +30,7 @@ from dataflows.kafka_input import kafka_parsed
 from dataflows.reconcile import FlowConfig, reconcile_stream
 from dataflows.runner import execute
 from remitflow.settings import Settings, Topics
-from sinks.erp_http import RetryPolicy
-from sinks.erp_ledger import IdempotencyLedger
 from sinks.kafka import KafkaRecordSink, ensure_topics
-from state.case_index import CaseIndex
 
 
 @dataclass(frozen=True)
@@ -57,16 +54,7 @@ def kafka_flow(settings: Settings, config: FlowConfig, reading: Reading) -> Data
         starting_offset=reading.starting_offset,
         starts=reading.starts,
     )
-    sink = KafkaRecordSink(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        ledger=IdempotencyLedger(settings.redis_url, settings.topic_prefix),
-        cases=CaseIndex(settings.redis_url, settings.topic_prefix),
-        erp_url=settings.erp_url,
-        erp_token=settings.erp_token,
-        erp_policy=RetryPolicy.of(settings),
-    )
-    reconcile_stream(parsed, sink, config)
+    reconcile_stream(parsed, KafkaRecordSink.of(settings), config)
     return flow
 
 

@@ -427,23 +427,11 @@ def _cmd_redrive(args: argparse.Namespace, out: IO[bytes]) -> int:
     """Re-submit dead letters whose cause is fixed (remitflow.redrive)."""
     from remitflow.redrive import Redrive
     from remitflow.settings import Topics
-    from sinks.erp_http import RetryPolicy
-    from sinks.erp_ledger import IdempotencyLedger
     from sinks.kafka import DeliveryError, KafkaRecordSink
-    from state.case_index import CaseIndex
 
     settings = _settings()
     refdata, _ = _deployment_config(args.config, settings.redis_url, settings.topic_prefix)
-    sink = KafkaRecordSink(
-        settings.kafka_bootstrap,
-        settings.topic_prefix,
-        ledger=IdempotencyLedger(settings.redis_url, settings.topic_prefix),
-        cases=CaseIndex(settings.redis_url, settings.topic_prefix),
-        erp_url=settings.erp_url,
-        erp_token=settings.erp_token,
-        erp_policy=RetryPolicy.of(settings),
-    )
-    journals = sink.build("redrive", 0, 1)
+    journals = KafkaRecordSink.of(settings).build("redrive", 0, 1)
     redrive = Redrive(
         settings.kafka_bootstrap,
         Topics(settings.topic_prefix),

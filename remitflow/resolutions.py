@@ -542,19 +542,9 @@ class SinkWriter:
                 raise Unavailable(f"{type(exc).__name__}: {exc}") from None
 
     def _build(self) -> Any:
-        from sinks.erp_http import RetryPolicy
-        from sinks.erp_ledger import IdempotencyLedger
         from sinks.kafka import KafkaRecordSink, ensure_topics
 
         s = self._settings
-        sink = KafkaRecordSink(
-            s.kafka_bootstrap,
-            s.topic_prefix,
-            ledger=IdempotencyLedger(s.redis_url, s.topic_prefix),
-            cases=CaseIndex(s.redis_url, s.topic_prefix),
-            erp_url=s.erp_url,
-            erp_token=s.erp_token,
-            erp_policy=RetryPolicy.of(s),
-        )
+        sink = KafkaRecordSink.of(s)
         ensure_topics(s.kafka_bootstrap, sink.topics(), s.partitions)
         return sink.build("serve", 0, 1)

@@ -31,6 +31,7 @@ from sinks.erp_http import PostingFailed
 log = logging.getLogger("remitflow.sinks.kafka")
 
 if TYPE_CHECKING:
+    from remitflow.settings import Settings
     from sinks.erp_http import RetryPolicy
     from sinks.erp_ledger import Claim
 
@@ -338,6 +339,23 @@ class KafkaRecordSink(DynamicSink[tuple[str, dict[str, Any]]]):
         self._ledger = ledger  # journals: each idempotency key once, ever (sinks.erp_ledger)
         self._cases = cases  # where each case stands, by case id and trace (state.case_index)
         self._overrides = producer or {}  # producer settings (librdkafka names)
+
+    @classmethod
+    def of(cls, settings: Settings) -> KafkaRecordSink:
+        """The deployment's sink: its topics, ledger, case index and ERP adapter settings."""
+        from sinks.erp_http import RetryPolicy
+        from sinks.erp_ledger import IdempotencyLedger
+        from state.case_index import CaseIndex
+
+        return cls(
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            ledger=IdempotencyLedger(settings.redis_url, settings.topic_prefix),
+            cases=CaseIndex(settings.redis_url, settings.topic_prefix),
+            erp_url=settings.erp_url,
+            erp_token=settings.erp_token,
+            erp_policy=RetryPolicy.of(settings),
+        )
 
     def topics(self) -> list[str]:
         return [f"{self._prefix}.{t}" for t in TOPIC_OF_STEM.values()]
